@@ -1,0 +1,55 @@
+# Spectral Diffusion Book: every set-up step is here, so that a fresh clone needs only `make book` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+JOBS ?= 1
+CONSTRAINTS ?= requirements/constraints-cpu.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test test-unit test-notebooks book notebooks html bench lab clean
+
+help:
+	@echo "make book   - create .venv, execute every notebook (PROFILE=$(PROFILE)), render _build/html"
+	@echo "make test   - create .venv, run the unit tests and every notebook at the smoke profile"
+	@echo "make bench  - regularizer overhead and throughput, as ratios"
+	@echo "make lab    - JupyterLab in the project environment"
+
+venv: $(STAMP)
+
+# Re-installs only when the dependency description changes; `make venv` is quick when nothing did.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,docs]"
+	touch $(STAMP)
+
+test: venv
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -q tests
+
+test-unit: venv
+	$(PY) -m pytest -q -m "not notebook" tests
+
+test-notebooks: venv
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q -m notebook tests
+
+# Execute the notebooks with papermill into _build/src (the sources stay clean), then render the stored outputs.
+notebooks: venv
+	$(PY) scripts/execute_notebooks.py --profile $(PROFILE) --out _build/src --jobs $(JOBS)
+
+html: venv
+	$(VENV)/bin/jupyter-book build _build/src --path-output . --warningiserror --keep-going || \
+	$(VENV)/bin/jupyter-book build _build/src --path-output .
+	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+book: notebooks html
+
+bench: venv
+	$(PY) -m spectral_lib.bench
+
+lab: venv
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[lab]"
+	$(VENV)/bin/jupyter lab --notebook-dir=book
+
+clean:
+	rm -rf _build .pytest_cache

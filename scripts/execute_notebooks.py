@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Execute the book's notebooks with papermill at a named profile.
+
+The sources stay clean: ``_config.yml``, ``_toc.yml``, ``references.bib`` and ``book/`` are copied to ``--out``
+and the copies are executed in place there; ``jupyter-book build <out>`` then renders the stored outputs.
+
+    python scripts/execute_notebooks.py --profile cpu --out _build/src [--jobs 2] [--only book/05_checkerboard.ipynb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+
+
+def toc_entries(root: Path = ROOT) -> list[str]:
+    """Every file named in ``_toc.yml`` (root first), as paths relative to ``root`` without suffix."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries = [toc["root"]]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                entries.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                for child in node.get(key) or []:
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(toc)
+    return entries
+
+
+def toc_notebooks(root: Path = ROOT) -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, in book order, as paths relative to ``root``."""
+    return [Path(e + ".ipynb") for e in toc_entries(root) if (root / (e + ".ipynb")).exists()]
+
+
+def copy_sources(out: Path, root: Path = ROOT) -> None:
+    """Copy the book's sources to ``out`` (replacing an earlier copy of ``book/``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_FILES:
+        shutil.copy2(root / name, out / name)
+    if (out / "book").exists():
+        shutil.rmtree(out / "book")
+    shutil.copytree(root / "book", out / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs"))
+
+
+def execute(notebook: Path, output: Path, profile: str, *, cwd: Path, timeout: int | None = None) -> float:
+    """Execute ``notebook`` into ``output`` with ``profile`` injected; return the wall time in seconds."""
+    import papermill as pm
+
+    start = time.perf_counter()
+    pm.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters={"profile": profile},
+        kernel_name="python3",
+        cwd=str(cwd),
+        progress_bar=False,
+        execution_timeout=timeout,
+    )
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu", help="profile injected into every notebook (smoke, cpu, gpu)")
+    parser.add_argument("--out", type=Path, default=ROOT / "_build" / "src", help="where the executed copy goes")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks executed at once")
+    parser.add_argument("--only", nargs="*", default=None, help="execute only these notebooks (paths as in the toc)")
+    args = parser.parse_args(argv)
+
+    out = args.out.resolve()
+    copy_sources(out)
+    notebooks = toc_notebooks()
+    if args.only:
+        wanted = {Path(p).with_suffix(".ipynb") for p in args.only}
+        unknown = wanted - set(notebooks)
+        if unknown:
+            parser.error(f"not in _toc.yml: {', '.join(map(str, sorted(unknown)))}")
+        notebooks = [nb for nb in notebooks if nb in wanted]
+    if args.jobs > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // args.jobs)))
+
+    def run(nb: Path) -> tuple[Path, float]:
+        target = out / nb
+        print(f"[execute] {nb} (profile={args.profile}) ...", flush=True)
+        seconds = execute(target, target, args.profile, cwd=target.parent)
+        print(f"[execute] {nb}: {seconds:.1f} s", flush=True)
+        return nb, seconds
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(run, notebooks))
+    total = sum(s for _, s in results)
+    print(f"[execute] {len(results)} notebook(s), profile={args.profile}, {total:.1f} s of notebook time")
+    for nb, seconds in results:
+        print(f"  {seconds:8.1f} s  {nb}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
