@@ -48,14 +48,29 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
     return [Path(e + ".ipynb") for e in toc_entries(root) if (root / (e + ".ipynb")).exists()]
 
 
-def copy_sources(out: Path, root: Path = ROOT) -> None:
-    """Copy the book's sources to ``out`` (replacing an earlier copy of ``book/``)."""
-    out.mkdir(parents=True, exist_ok=True)
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a temporary file, so that a concurrent reader never sees half a file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def copy_sources(out: Path, root: Path = ROOT, *, notebooks: bool = True) -> None:
+    """Copy the book's sources to ``out``: the configuration files and everything under ``book/``.
+
+    With ``notebooks=False`` the notebooks themselves are left out (they are written there by papermill), so that
+    several processes can prepare the same tree at once.
+    """
     for name in BOOK_FILES:
-        shutil.copy2(root / name, out / name)
-    if (out / "book").exists():
-        shutil.rmtree(out / "book")
-    shutil.copytree(root / "book", out / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs"))
+        _copy_atomic(root / name, out / name)
+    for src in (root / "book").rglob("*"):
+        rel = src.relative_to(root)
+        if src.is_dir() or ".ipynb_checkpoints" in rel.parts or "runs" in rel.parts:
+            continue
+        if src.suffix == ".ipynb" and not notebooks:
+            continue
+        _copy_atomic(src, out / rel)
 
 
 def execute(notebook: Path, output: Path, profile: str, *, cwd: Path, timeout: int | None = None) -> float:

@@ -1,0 +1,70 @@
+"""The book's structure, and every notebook executed end to end at the smoke profile.
+
+The executed notebooks are written to ``_build/smoke/src`` (a copy of the book's sources), where
+``tests/test_rendered.py`` builds the HTML book from them and looks at it in a browser.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import execute_notebooks  # noqa: E402
+import sync_colab_cells  # noqa: E402
+
+SMOKE_TREE = ROOT / "_build" / "smoke" / "src"
+NOTEBOOKS = execute_notebooks.toc_notebooks()
+ALL_NOTEBOOKS = sorted(p.relative_to(ROOT) for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_every_toc_entry_exists():
+    missing = [e for e in execute_notebooks.toc_entries() if not any((ROOT / (e + s)).exists() for s in (".md", ".ipynb"))]
+    assert not missing, f"_toc.yml names files that do not exist: {missing}"
+
+
+def test_every_notebook_is_in_the_toc():
+    listed = set(NOTEBOOKS)
+    orphans = [str(p) for p in ALL_NOTEBOOKS if p not in listed]
+    assert not orphans, f"notebooks in book/ missing from _toc.yml: {orphans}"
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=str)
+def test_notebook_opening_cells(path):
+    nb = nbformat.read(ROOT / path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{path} has no code cell"
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), f"{path}: first code cell must be tagged 'parameters'"
+    assert "profile =" in first.source, f"{path}: the parameters cell must set `profile`"
+    assert sum("colab-setup" in c.metadata.get("tags", []) for c in code) == 1, f"{path}: one Colab set-up cell"
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=str)
+def test_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(ROOT / path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path}: cells {dirty} carry outputs; clear them (the book renders papermill's copies)"
+
+
+def test_colab_cells_follow_config():
+    assert sync_colab_cells.main(["--check"]) == 0
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=str)
+def test_notebook_runs_at_smoke_profile(path):
+    execute_notebooks.copy_sources(SMOKE_TREE, notebooks=False)
+    output = SMOKE_TREE / path
+    tmp = output.with_name(f".{output.name}.running")
+    seconds = execute_notebooks.execute(ROOT / path, tmp, "smoke", cwd=output.parent, timeout=600)
+    tmp.replace(output)
+    nb = nbformat.read(output, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
+    assert not errors, f"{path}: error outputs after execution"
+    print(f"{path}: {seconds:.1f} s at smoke")
