@@ -1,0 +1,532 @@
+"""The trainer: one loop for every formulation, network and regularizer, resumable to the bit, DDP-ready.
+
+One step (the only place where the parts meet is ``diffusion_loss``)::
+
+    x0 = source.sample(batch_size, data_generator)                        # data in [-1, 1]
+    out = diffusion_loss(formulation, model, x0, regularizer=reg,         # L_diffusion + λ · L_S(x0_hat, x0)
+                         lambda_spec=λ, spectral_weighting=..., generator=noise_generator)
+    AdamW step on out.total (gradient clipping, linear warm-up of the learning rate)
+    EMA of the weights (sampling uses the EMA copy)
+
+Reproducibility. Two generators drive all the randomness of a step: the *data* generator (procedural data, e.g.
+checkerboard offsets) and the *noise* generator (diffusion levels t or σ and the noise ε). Both, the global torch /
+NumPy / Python states (dropout), the model, the EMA, the optimizer and the gradient scaler are saved in
+``out_dir/checkpoints/last.pt``; ``resume=True`` restores them, so on the CPU an interrupted and resumed run ends
+with exactly the weights of an uninterrupted one.
+
+Multi-GPU. Launched by ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the same call initialises the process
+group (NCCL on CUDA, gloo on the CPU), wraps the model in ``DistributedDataParallel`` and gives every rank its own
+data and noise streams; rank 0 alone writes files and shows progress. ``batch_size`` is per rank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spectral_lib.device import default_device
+from spectral_lib.experiments.checkpoint import (
+    atomic_write_text,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from spectral_lib.experiments.profiles import ExperimentConfig
+from spectral_lib.experiments.sources import build_source, sample_shape
+
+__all__ = [
+    "TrainResult",
+    "TrainState",
+    "Components",
+    "EMA",
+    "DistInfo",
+    "train",
+    "lr_factor",
+    "stream_seed",
+    "build_model",
+    "build_formulation",
+    "build_regularizer",
+    "build_components",
+    "setup_distributed",
+    "checkpoint_path",
+    "RESUMABLE_CHANGES",
+]
+
+RESUMABLE_CHANGES = (
+    "steps", "log_every", "sample_every", "checkpoint_every", "device", "n_samples", "sample_steps",
+    "sample_kwargs", "sample_batch_size", "grid_samples", "num_workers",
+)
+"""Config keys that may differ between a checkpoint and the run resuming it (they do not change past steps)."""
+
+
+def checkpoint_path(out_dir: str | os.PathLike[str]) -> Path:
+    """Where a run keeps its checkpoint: ``out_dir/checkpoints/last.pt``."""
+    return Path(out_dir) / "checkpoints" / "last.pt"
+
+
+# ------------------------------------------------------------------------------------------------ components
+
+
+@dataclass
+class Components:
+    """What a config builds: the data source, the network, the formulation, the regularizer and the loss."""
+
+    source: Any
+    model: nn.Module
+    formulation: Any
+    regularizer: nn.Module | None
+    loss_fn: Callable[..., Any]
+
+
+def build_model(config: ExperimentConfig) -> nn.Module:
+    """The network named by ``config.model = {"name": ..., "preset": ..., **overrides}``."""
+    options = dict(config.model)
+    name = options.pop("name", "unet2d")
+    preset = options.pop("preset", None)
+    channels = int(config.data.get("channels", 1))
+    if name == "unet2d":
+        from spectral_lib.models import unet2d_preset
+
+        return unet2d_preset(preset or "small", in_channels=channels, **options)
+    if name == "diffwave":
+        from spectral_lib.models import diffwave_preset
+
+        return diffwave_preset(preset or "small", in_channels=channels, **options)
+    raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave'")
+
+
+def build_formulation(config: ExperimentConfig) -> Any:
+    """``make_formulation(config.formulation, **config.formulation_kwargs)``."""
+    from spectral_lib.diffusion import make_formulation
+
+    return make_formulation(config.formulation, **config.formulation_kwargs)
+
+
+def build_regularizer(config: ExperimentConfig) -> nn.Module | None:
+    """``SpectralRegularizer.from_name(...)``, or ``None`` for ``"none"`` (the plain objective)."""
+    if config.regularizer == "none":
+        return None
+    from spectral_lib.spectral import SpectralRegularizer
+
+    return SpectralRegularizer.from_name(config.regularizer, **config.regularizer_kwargs)
+
+
+def build_components(config: ExperimentConfig, *, rank: int = 0, world_size: int = 1) -> Components:
+    """Every part of a run from its config. Tests replace this function to train tiny stand-ins."""
+    from spectral_lib.diffusion import diffusion_loss
+
+    source = build_source(
+        config.data, data_dir=config.data_dir, seed=config.seed, rank=rank, world_size=world_size,
+        num_workers=config.num_workers,
+    )
+    return Components(
+        source=source,
+        model=build_model(config),
+        formulation=build_formulation(config),
+        regularizer=build_regularizer(config),
+        loss_fn=diffusion_loss,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+
+
+def stream_seed(seed: int, stream: str, rank: int = 0) -> int:
+    """An independent 63-bit seed for the named stream (``"data"``, ``"noise"``, ``"torch"``) of one rank."""
+    words = np.random.SeedSequence([int(seed), zlib.crc32(stream.encode()), int(rank)]).generate_state(2)
+    return int((int(words[0]) << 31) ^ int(words[1])) & (2**63 - 1)
+
+
+def lr_factor(step: int, config: ExperimentConfig) -> float:
+    """Learning-rate multiplier before optimizer step ``step`` (0-based).
+
+    Linear warm-up ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps, then ``1`` (``"constant"``,
+    our default: EDM and DDPM train at a constant rate) or a half cosine from 1 to 0 at ``config.steps``
+    (``"cosine"``).
+    """
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        span = max(1, config.steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+class EMA:
+    """Exponential moving average of a model's weights; the copy used for sampling.
+
+    After update ``n`` (1-based): ``θ_ema ← d_n θ_ema + (1 − d_n) θ`` with ``d_n = min(decay, (1 + n) / (10 + n))``.
+    The warm-up of ``d_n`` is our choice (as in TensorFlow's and diffusers' EMA): a short run at decay 0.999 would
+    otherwise still carry ``0.999^800 ≈ 45 %`` of the random initial weights after 800 steps. Buffers are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval()
+        self.module.requires_grad_(False)
+
+    def decay_at(self, n: int) -> float:
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, n: int) -> None:
+        weight = 1.0 - self.decay_at(n)
+        for ema_p, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p.detach(), weight)
+        for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(state)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a ``torchrun`` job (``world_size == 1`` without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    created_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None = None) -> tuple[DistInfo, torch.device]:
+    """Read ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` (set by ``torchrun``), join the process group, pick the device.
+
+    NCCL and ``cuda:LOCAL_RANK`` when CUDA is available (and ``device`` does not say ``"cpu"``), gloo on the CPU
+    otherwise. Without ``WORLD_SIZE > 1`` this is single-process training on ``default_device(device)``.
+    """
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo(), default_device(device)
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    use_cuda = torch.cuda.is_available() and (device is None or not str(device).startswith("cpu"))
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", **({"device_id": dev} if use_cuda else {}))
+        created = True
+    return DistInfo(rank, dist.get_world_size(), local_rank, created), dev
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class TrainState:
+    """What ``callback(state)`` sees after every optimizer step."""
+
+    step: int
+    model: nn.Module
+    ema_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    dist: DistInfo
+    log: dict[str, float] | None = None  # the log line written at this step, if any
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`. ``ema_model`` is the copy used for sampling."""
+
+    model: nn.Module
+    ema_model: nn.Module
+    formulation: Any
+    source: Any
+    config: ExperimentConfig
+    out_dir: Path
+    step: int
+    wall_time: float  # seconds of training, summed over resumed sessions
+    history: list[dict[str, float]] = field(default_factory=list)  # log lines of this session
+    dist: DistInfo = field(default_factory=DistInfo)
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+def _check_resumable(saved: Mapping[str, Any], config: ExperimentConfig, path: Path) -> None:
+    current = config.to_dict()
+    differing = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if differing:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in differing)
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: the config differs in {details}. Only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change when resuming; use another out_dir for a new run"
+        )
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps ``<= step`` (lines written after the last checkpoint are replayed)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    atomic_write_text(path, "".join(k + "\n" for k in kept))
+
+
+def _amp_dtype(config: ExperimentConfig, device: torch.device) -> torch.dtype | None:
+    if config.amp == "off" or device.type != "cuda":
+        return None
+    if config.amp == "bf16":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        warnings.warn("amp='bf16' is not supported by this GPU; using fp16 with a gradient scaler", stacklevel=3)
+    return torch.float16
+
+
+def _save_sample_figure(
+    ema_model: nn.Module, formulation: Any, shape: tuple[int, ...], config: ExperimentConfig,
+    device: torch.device, path: Path, title: str,
+) -> None:
+    """Sample ``config.grid_samples`` with the EMA model from a fixed seed and save a figure, leaving every
+    training random state untouched."""
+    from spectral_lib import plotting
+
+    n = config.grid_samples
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        generator = torch.Generator(device=device).manual_seed(stream_seed(config.seed, "grid"))
+        with torch.no_grad():
+            x = formulation.sample(
+                ema_model, (n, *shape), steps=config.sample_steps, generator=generator, device=device,
+                **config.sample_kwargs,
+            )
+    x = x.float().clamp(-1, 1).cpu()
+    if x.dim() == 4:
+        fig = plotting.sample_grid(x, nrow=int(math.ceil(math.sqrt(n))), title=title)
+    else:
+        fig = plotting.plot_waveform(x[: min(n, 4), 0], title=title)
+    plotting.save_figure(fig, path)
+
+
+def train(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[TrainState], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` into ``out_dir`` (``config.json``, ``log.jsonl``, ``figures/``, ``checkpoints/last.pt``).
+
+    Args:
+        config: the run's configuration (see :mod:`spectral_lib.experiments.profiles`).
+        out_dir: the run folder; created if needed.
+        resume: continue from ``out_dir/checkpoints/last.pt`` if it exists (exactly, on the CPU). Without it an
+            existing checkpoint is an error, so that a finished run is never overwritten by mistake.
+        progress: show a ``tqdm`` bar with the loss parts (rank 0 only).
+        callback: called with a :class:`TrainState` after every step (after logging and checkpointing).
+
+    Returns:
+        :class:`TrainResult` with the trained model, its EMA copy and the log of this session.
+
+    Raises:
+        FileExistsError: a checkpoint exists and ``resume`` is false.
+        ValueError: resuming with a config that differs in more than :data:`RESUMABLE_CHANGES`.
+        FloatingPointError: the loss became NaN or infinite (not raised with fp16, whose scaler skips such steps).
+    """
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    if not isinstance(config, ExperimentConfig):
+        raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    out_dir = Path(out_dir)
+    ckpt = checkpoint_path(out_dir)
+    if ckpt.exists() and not resume:
+        raise FileExistsError(
+            f"{str(ckpt)!r} exists: pass resume=True (--resume) to continue that run, or choose another out_dir"
+        )
+    info, device = setup_distributed(config.device)
+    rank, world = info.rank, info.world_size
+
+    # Identical initial weights on every rank, then independent streams per rank.
+    torch.manual_seed(config.seed)
+    parts = build_components(config, rank=rank, world_size=world)
+    source, formulation, regularizer = parts.source, parts.formulation, parts.regularizer
+    model = parts.model.to(device)
+    if regularizer is not None:
+        regularizer = regularizer.to(device)
+    ema = EMA(model, config.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    torch.manual_seed(stream_seed(config.seed, "torch", rank))
+    np.random.seed(stream_seed(config.seed, "numpy", rank) % 2**32)
+    import random
+
+    random.seed(stream_seed(config.seed, "python", rank))
+    generators = {
+        "data": torch.Generator().manual_seed(stream_seed(config.seed, "data", rank)),
+        "noise": torch.Generator(device=device).manual_seed(stream_seed(config.seed, "noise", rank)),
+    }
+
+    start_step, elapsed_before = 0, 0.0
+    if resume and ckpt.exists():
+        state = load_checkpoint(ckpt, map_location="cpu")
+        _check_resumable(state["config"], config, ckpt)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        per_rank = state["per_rank"]
+        if len(per_rank) == world:
+            restore_rng_state(per_rank[rank]["rng"], generators)
+            if per_rank[rank].get("data") is not None and hasattr(source, "load_state_dict"):
+                source.load_state_dict(per_rank[rank]["data"])
+        else:
+            warnings.warn(
+                f"{str(ckpt)!r} was written by {len(per_rank)} process(es), this run has {world}: weights and "
+                "optimizer are restored, the data and noise streams restart from new seeds (not an exact resume)",
+                stacklevel=2,
+            )
+            for name, g in generators.items():
+                g.manual_seed(stream_seed(config.seed + start_step, name, rank))
+        if info.is_main:
+            _truncate_log(out_dir / "log.jsonl", start_step)
+
+    if info.is_main:
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    net: nn.Module = model
+    if info.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    shape = sample_shape(source)
+
+    def save(step: int, elapsed: float) -> None:
+        mine = {"rng": capture_rng_state(generators), "data": getattr(source, "state_dict", lambda: None)()}
+        if info.enabled:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, mine)
+        else:
+            gathered = [mine]
+        if info.is_main:
+            save_checkpoint(ckpt, {
+                "step": step,
+                "elapsed_s": elapsed,
+                "config": config.to_dict(),
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                "sample_shape": list(shape),
+                "per_rank": gathered,
+            })
+
+    history: list[dict[str, float]] = []
+    bar = tqdm(
+        total=config.steps, initial=min(start_step, config.steps), disable=not (progress and info.is_main),
+        desc=f"{config.experiment}/{config.profile} {config.formulation}+{config.regularizer}", dynamic_ncols=True,
+        mininterval=0.5,
+    )
+    t_start = time.perf_counter()
+    sums: dict[str, torch.Tensor] = {}
+    count, t_window = 0, t_start
+    log_file = out_dir / "log.jsonl"
+    try:
+        for step in range(start_step, config.steps):
+            lr = config.lr * lr_factor(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x0 = source.sample(config.batch_size, generators["data"]).to(device, non_blocking=True)
+            model.train()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = parts.loss_fn(
+                    formulation, net, x0, regularizer=regularizer, lambda_spec=config.lambda_spec,
+                    spectral_weighting=config.spectral_weighting, generator=generators["noise"],
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.total).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            else:
+                grad_norm = torch.zeros((), device=device)
+            scaler.step(optimizer)
+            scaler.update()
+            ema.update(model, step + 1)
+            done = step + 1
+
+            values = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
+            values["grad_norm"] = grad_norm.detach()
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v.float()
+            count += 1
+
+            line = None
+            if (config.log_every and done % config.log_every == 0) or done == config.steps:
+                now = time.perf_counter()
+                line = {"step": done, **{k: (v / count).item() for k, v in sums.items()}}
+                line.update(lr=lr, steps_per_s=count / max(now - t_window, 1e-9),
+                            elapsed_s=elapsed_before + now - t_start)
+                sums, count, t_window = {}, 0, now
+                if not math.isfinite(line["loss"]) and amp_dtype != torch.float16:
+                    raise FloatingPointError(
+                        f"the loss became {line['loss']} at step {done}; lower lr or lambda_spec "
+                        f"(last checkpoint: {str(ckpt)!r})"
+                    )
+                history.append(line)
+                if info.is_main:
+                    with open(log_file, "a") as f:
+                        f.write(json.dumps(line) + "\n")
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in line.items()
+                                     if k not in ("step", "elapsed_s", "steps_per_s", "lr")}, refresh=False)
+            if info.is_main and config.sample_every and done % config.sample_every == 0:
+                _save_sample_figure(
+                    ema.module, formulation, shape, config, device,
+                    out_dir / "figures" / f"samples_step{done:06d}.png",
+                    f"EMA samples after {done} steps ({config.formulation}, {config.regularizer})",
+                )
+            if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps:
+                save(done, elapsed_before + time.perf_counter() - t_start)
+            bar.update(1)
+            if callback is not None:
+                callback(TrainState(done, model, ema.module, optimizer, info, line))
+    finally:
+        bar.close()
+    wall = elapsed_before + time.perf_counter() - t_start
+    if info.created_group:
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(
+        model=model, ema_model=ema.module, formulation=formulation, source=source, config=config,
+        out_dir=out_dir, step=max(start_step, config.steps), wall_time=wall, history=history, dist=info,
+    )
