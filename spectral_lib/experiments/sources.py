@@ -4,8 +4,10 @@ Two kinds feed the trainer through the same call:
 
 - procedural sources (the checkerboard toy) draw every batch from the ``generator`` they are given, so the data
   order is restored exactly by restoring that generator's state;
-- a ``torch.utils.data.Dataset`` (image folders, LJSpeech) is wrapped in :class:`DatasetSource`, which walks
-  through seeded random permutations, one per epoch, and keeps its position in :meth:`DatasetSource.state_dict`.
+- data sets with their own ``sample(batch_size, generator)`` (``ImageFolderDataset``, ``LJSpeechDataset``: indices
+  drawn with replacement from the generator) are sources as they are;
+- any other ``torch.utils.data.Dataset`` is wrapped in :class:`DatasetSource`, which walks through seeded random
+  permutations, one per epoch, and keeps its position in :meth:`DatasetSource.state_dict`.
 
 Under ``torchrun`` every rank walks through the same permutation and takes every ``world_size``-th index from its
 own offset, so that the ranks see disjoint samples of one epoch (as ``DistributedSampler`` does).
@@ -21,7 +23,10 @@ import torch
 
 from spectral_lib._checks import check_choice
 
-__all__ = ["Source", "DatasetSource", "epoch_permutation", "build_source", "sample_shape", "DATA_SOURCES"]
+__all__ = [
+    "Source", "DatasetSource", "epoch_permutation", "build_source", "sample_shape", "split_batch", "DATA_SOURCES",
+    "X_KEYS",
+]
 
 DATA_SOURCES = ("checkerboard", "images", "audio")
 """Values of ``config.data["source"]``."""
@@ -29,9 +34,10 @@ DATA_SOURCES = ("checkerboard", "images", "audio")
 
 @runtime_checkable
 class Source(Protocol):
-    """Anything with ``sample(batch_size, generator) -> Tensor (B, C, H, W) or (B, C, T)`` in ``[-1, 1]``."""
+    """Anything with ``sample(batch_size, generator) -> Tensor (B, C, H, W) or (B, C, T)`` in ``[-1, 1]`` (or a
+    dict holding it and conditioning tensors, see :func:`split_batch`)."""
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Any: ...
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -153,7 +159,27 @@ def build_source(
         from spectral_lib.data.audio import LJSpeechDataset
 
         dataset = LJSpeechDataset(data_dir, **options)
+    if hasattr(dataset, "sample"):  # draws its batches from the generator: already a source
+        return dataset
     return DatasetSource(dataset, seed=seed, rank=rank, world_size=world_size, num_workers=num_workers)
+
+
+X_KEYS = ("x", "audio", "image")
+"""Keys under which a dict batch holds the signal ``x0``; its other tensor entries condition the model."""
+
+
+def split_batch(batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """``(x0, cond)`` of a batch: a tensor is ``x0`` with no conditioning; a dict holds ``x0`` under one of
+    :data:`X_KEYS` and the conditioning tensors (e.g. ``{"audio": ..., "mel": ...}`` for a vocoder) beside it."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, Mapping):
+        key = next((k for k in X_KEYS if k in batch), None)
+        if key is None:
+            raise ValueError(f"a dict batch must hold the signal under one of {X_KEYS}, got keys {sorted(batch)}")
+        cond = {k: v for k, v in batch.items() if k != key and isinstance(v, torch.Tensor)}
+        return batch[key], (cond or None)
+    raise ValueError(f"a source must return a tensor or a dict of tensors, got {type(batch).__name__}")
 
 
 def sample_shape(source: Any) -> tuple[int, ...]:
@@ -163,4 +189,5 @@ def sample_shape(source: Any) -> tuple[int, ...]:
         return tuple(int(s) for s in shape)
     if isinstance(source, DatasetSource):
         return tuple(_stack([source.dataset[0]]).shape[1:])
-    return tuple(source.sample(1, torch.Generator().manual_seed(0)).shape[1:])
+    x0, _ = split_batch(source.sample(1, torch.Generator().manual_seed(0)))
+    return tuple(x0.shape[1:])

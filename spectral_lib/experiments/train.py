@@ -45,7 +45,7 @@ from spectral_lib.experiments.checkpoint import (
     save_checkpoint,
 )
 from spectral_lib.experiments.profiles import ExperimentConfig
-from spectral_lib.experiments.sources import build_source, sample_shape
+from spectral_lib.experiments.sources import build_source, sample_shape, split_batch
 
 __all__ = [
     "TrainResult",
@@ -56,6 +56,7 @@ __all__ = [
     "train",
     "lr_factor",
     "stream_seed",
+    "draw_samples",
     "build_model",
     "build_formulation",
     "build_regularizer",
@@ -92,19 +93,23 @@ class Components:
 
 
 def build_model(config: ExperimentConfig) -> nn.Module:
-    """The network named by ``config.model = {"name": ..., "preset": ..., **overrides}``."""
+    """The network named by ``config.model = {"name": ..., "preset": ..., **overrides}``.
+
+    ``"unet2d"``: ``UNet2D(unet2d_preset(preset, in_channels=config.data["channels"], **overrides))``;
+    ``"diffwave"``: ``DiffWave(diffwave_preset(preset, **overrides))``.
+    """
     options = dict(config.model)
     name = options.pop("name", "unet2d")
     preset = options.pop("preset", None)
     channels = int(config.data.get("channels", 1))
     if name == "unet2d":
-        from spectral_lib.models import unet2d_preset
+        from spectral_lib.models.unet2d import UNet2D, unet2d_preset
 
-        return unet2d_preset(preset or "small", in_channels=channels, **options)
+        return UNet2D(unet2d_preset(preset or "tiny", in_channels=channels, **options))
     if name == "diffwave":
-        from spectral_lib.models import diffwave_preset
+        from spectral_lib import models
 
-        return diffwave_preset(preset or "small", in_channels=channels, **options)
+        return models.DiffWave(models.diffwave_preset(preset or "small", **options))
     raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave'")
 
 
@@ -310,6 +315,36 @@ def _amp_dtype(config: ExperimentConfig, device: torch.device) -> torch.dtype | 
     return torch.float16
 
 
+def draw_samples(
+    formulation: Any,
+    model: nn.Module,
+    shape: tuple[int, ...],
+    *,
+    steps: int | None,
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    sample_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``formulation.sample(model, shape, steps=steps, ...)``, with DDPM's sampler made affordable.
+
+    DDPM's ancestral sampler walks all ``T`` training steps. When ``steps < T`` we run the ancestral sampler on a
+    respaced sub-sequence of ``steps`` steps instead (DDIM with ``eta = 1``, whose update is exactly DDPM's
+    posterior step between the visited steps; Song et al. 2021, Eq. 16, and the respacing of Nichol & Dhariwal
+    2021), on the same schedule. DDIM and EDM use ``steps`` as given.
+    """
+    if getattr(formulation, "name", None) == "ddpm":
+        if steps is not None and int(steps) < formulation.num_steps:
+            from spectral_lib.diffusion import DDIM
+
+            formulation = DDIM(eta=1.0, betas=formulation.betas, parameterization=formulation.parameterization,
+                               clip_x0_hat=formulation.clip_x0_hat)
+        else:
+            steps = None
+    return formulation.sample(model, shape, steps=steps, generator=generator, device=device, progress=progress,
+                              **dict(sample_kwargs or {}))
+
+
 def _save_sample_figure(
     ema_model: nn.Module, formulation: Any, shape: tuple[int, ...], config: ExperimentConfig,
     device: torch.device, path: Path, title: str,
@@ -322,10 +357,8 @@ def _save_sample_figure(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         generator = torch.Generator(device=device).manual_seed(stream_seed(config.seed, "grid"))
         with torch.no_grad():
-            x = formulation.sample(
-                ema_model, (n, *shape), steps=config.sample_steps, generator=generator, device=device,
-                **config.sample_kwargs,
-            )
+            x = draw_samples(formulation, ema_model, (n, *shape), steps=config.sample_steps, generator=generator,
+                             device=device, sample_kwargs=config.sample_kwargs)
     x = x.float().clamp(-1, 1).cpu()
     if x.dim() == 4:
         fig = plotting.sample_grid(x, nrow=int(math.ceil(math.sqrt(n))), title=title)
@@ -466,12 +499,14 @@ def train(
             lr = config.lr * lr_factor(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x0 = source.sample(config.batch_size, generators["data"]).to(device, non_blocking=True)
+            x0, cond = split_batch(source.sample(config.batch_size, generators["data"]))
+            x0 = x0.to(device, non_blocking=True)
+            extra = {} if cond is None else {"cond": {k: v.to(device, non_blocking=True) for k, v in cond.items()}}
             model.train()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = parts.loss_fn(
                     formulation, net, x0, regularizer=regularizer, lambda_spec=config.lambda_spec,
-                    spectral_weighting=config.spectral_weighting, generator=generators["noise"],
+                    spectral_weighting=config.spectral_weighting, generator=generators["noise"], **extra,
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.total).backward()

@@ -1,0 +1,388 @@
+"""One experiment, end to end: train, sample with the EMA weights, evaluate, write the run folder.
+
+A run folder holds::
+
+    config.json          the ExperimentConfig (written when training starts)
+    log.jsonl            one line of loss parts per log_every steps
+    checkpoints/last.pt  model, EMA, optimizer and every random state (exact resume)
+    samples.pt           generated samples, clipped to the data range [-1, 1], float32, (n_samples, C, H, W|T)
+    figures/             samples.png, radial_spectrum.png (and periodic samples_step*.png)
+    metrics.json         the evaluation; written last, so its presence means "finished"
+
+Every file is written atomically (temporary file + ``os.replace``). ``run_experiment(..., resume=True)`` on a
+finished run with the same configuration reads the stored result back without training: notebooks use it as a
+cache. On an unfinished run it continues training exactly where the last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spectral_lib._checks import check_choice
+from spectral_lib.device import default_device
+from spectral_lib.experiments import train as train_mod
+from spectral_lib.experiments.checkpoint import atomic_path, atomic_write_text, load_checkpoint
+from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
+from spectral_lib.experiments.sources import build_source
+
+__all__ = [
+    "RunResult",
+    "run_experiment",
+    "sample_run",
+    "evaluate_run",
+    "load_run",
+    "compute_metrics",
+    "generate_samples",
+    "reference_data",
+    "default_run_dir",
+    "EVALUATORS",
+    "CACHE_INSENSITIVE",
+]
+
+CACHE_INSENSITIVE = ("device", "log_every", "sample_every", "checkpoint_every", "num_workers")
+"""Config keys that do not change a finished run's result: a cached run is reused when only these differ."""
+
+_RUN_FILES = ("config.json", "log.jsonl", "metrics.json", "samples.pt", "checkpoints", "figures")
+
+
+@dataclass
+class RunResult:
+    """A finished run. ``samples`` are in the data range ``[-1, 1]``; ``wall_time`` is training + sampling +
+    evaluation in seconds (summed over resumed sessions); ``cached`` says the result was read back from disk."""
+
+    samples: torch.Tensor | None
+    metrics: dict[str, float]
+    config: ExperimentConfig
+    out_dir: Path
+    wall_time: float
+    cached: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def figures(self) -> dict[str, Path]:
+        """The figures of the run folder by name (``samples``, ``radial_spectrum``, ``samples_step000200``...)."""
+        return {p.stem: p for p in sorted((self.out_dir / "figures").glob("*.png"))}
+
+
+def default_run_dir(config: ExperimentConfig) -> Path:
+    """``$SPECTRAL_RUNS_DIR`` (default ``runs``) / ``{experiment}-{profile}-{formulation}-{regularizer}-seed{seed}``."""
+    root = Path(os.environ.get("SPECTRAL_RUNS_DIR", "runs"))
+    return root / f"{config.experiment}-{config.profile}-{config.formulation}-{config.regularizer}-seed{config.seed}"
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+@torch.no_grad()
+def generate_samples(
+    model: torch.nn.Module,
+    formulation: Any,
+    shape: tuple[int, ...],
+    n: int,
+    *,
+    steps: int | None,
+    seed: int,
+    device: torch.device | str,
+    batch_size: int = 256,
+    sample_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``n`` samples of ``shape`` from ``formulation.sample`` in batches, clipped to ``[-1, 1]``, float32 on CPU.
+
+    The formulation's sampler (see :func:`~spectral_lib.experiments.train.draw_samples`): DDPM ancestral (on a
+    respaced sub-sequence of ``steps`` steps when ``steps < T``), DDIM (``steps``), EDM Heun (``steps``). One
+    generator seeded with ``seed`` drives every batch, so the result depends only on the seed.
+    """
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    model = model.to(device).eval()
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    out = []
+    batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+    for b in tqdm(batches, desc="sampling", disable=not progress, dynamic_ncols=True):
+        x = train_mod.draw_samples(formulation, model, (b, *shape), steps=steps, generator=generator, device=device,
+                                   sample_kwargs=sample_kwargs)
+        out.append(x.float().clamp(-1.0, 1.0).cpu())
+    return torch.cat(out)
+
+
+def reference_data(config: ExperimentConfig, n: int) -> torch.Tensor:
+    """``n`` training examples for the evaluation, drawn from their own seeded stream (not the training one)."""
+    source = build_source(config.data, data_dir=config.data_dir, seed=train_mod.stream_seed(config.seed, "reference"))
+    g = torch.Generator().manual_seed(train_mod.stream_seed(config.seed, "reference"))
+    return source.sample(n, g).float().cpu()
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def _spectral_metrics(samples: torch.Tensor, data: torch.Tensor, config: ExperimentConfig) -> dict[str, float]:
+    from spectral_lib.metrics.spectrum import high_frequency_energy, high_frequency_energy_ratio, spectral_distance
+
+    return {
+        "spectral_distance": spectral_distance(samples, data),
+        "hf_energy_ratio": high_frequency_energy_ratio(samples, data),
+        "hf_energy": high_frequency_energy(samples),
+        "hf_energy_data": high_frequency_energy(data),
+    }
+
+
+def _checkerboard_metrics(samples: torch.Tensor, data: torch.Tensor, config: ExperimentConfig) -> dict[str, float]:
+    from spectral_lib.data.checkerboard import checkerboard_metrics
+
+    check_sizes = tuple(config.data.get("check_sizes", (4,)))
+    metrics = _spectral_metrics(samples, data, config)
+    metrics.update(checkerboard_metrics(samples, check_sizes))
+    return metrics
+
+
+EVALUATORS: dict[str, Callable[[torch.Tensor, torch.Tensor, ExperimentConfig], dict[str, float]]] = {
+    "checkerboard": _checkerboard_metrics,
+}
+"""``experiment -> fn(samples, data, config) -> metrics``; experiments not listed get the spectral metrics
+(spectral distance and high-frequency energy ratio against the data). Register others here."""
+
+
+def compute_metrics(config: ExperimentConfig, samples: torch.Tensor, data: torch.Tensor) -> dict[str, float]:
+    """The experiment's metrics of ``samples`` against ``data`` (see :data:`EVALUATORS`)."""
+    evaluator = EVALUATORS.get(config.experiment, _spectral_metrics)
+    return {k: float(v) for k, v in evaluator(samples, data, config).items()}
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+
+def _write_figures(out_dir: Path, config: ExperimentConfig, samples: torch.Tensor, data: torch.Tensor) -> None:
+    from spectral_lib import plotting
+    from spectral_lib.metrics.spectrum import radial_power_spectrum
+
+    label = f"{config.formulation} + {config.regularizer}"
+    figures = out_dir / "figures"
+    if samples.dim() == 4:
+        n = min(len(samples), 64)
+        fig = plotting.sample_grid(samples[:n], nrow=int(math.ceil(math.sqrt(n))), title=f"Samples ({label})")
+        unit = "cycles/pixel"
+    else:
+        sample_rate = int(config.data.get("sample_rate", 22050))
+        fig = plotting.plot_waveform(samples[:4], sample_rate=sample_rate, title=f"Samples ({label})")
+        plotting.save_figure(plotting.plot_spectrogram(samples[0], sample_rate, title=f"Spectrogram ({label})"),
+                             figures / "spectrogram.png")
+        unit = "cycles/sample"
+    plotting.save_figure(fig, figures / "samples.png")
+    spectra = {label: radial_power_spectrum(samples), "data": radial_power_spectrum(data)}
+    fig = plotting.plot_radial_spectra(spectra, reference="data", frequency_unit=unit,
+                                       title=f"Power spectrum: {config.experiment}, {label}")
+    plotting.save_figure(fig, figures / "radial_spectrum.png")
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc}") from exc
+
+
+def _read_log(out_dir: Path) -> list[dict[str, float]]:
+    path = out_dir / "log.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _save_samples(path: Path, samples: torch.Tensor) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(samples.contiguous(), tmp)
+
+
+def _load_samples(path: Path) -> torch.Tensor:
+    if not path.exists():
+        raise ValueError(f"{str(path)!r} does not exist: the run has not been sampled yet (see sample_run)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
+    """A finished run folder as a :class:`RunResult` (no training, no sampling)."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "metrics.json").exists():
+        raise ValueError(f"{str(out_dir)!r} holds no finished run (no metrics.json)")
+    config = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
+    metrics = _read_json(out_dir / "metrics.json")
+    return RunResult(
+        samples=_load_samples(out_dir / "samples.pt"), metrics=metrics, config=config, out_dir=out_dir,
+        wall_time=float(metrics.get("wall_time_s", float("nan"))), cached=True, history=_read_log(out_dir),
+    )
+
+
+def _differs(saved: ExperimentConfig, config: ExperimentConfig, ignore: tuple[str, ...]) -> dict:
+    return {k: v for k, v in saved.diff(config).items() if k not in ignore}
+
+
+def run_experiment(
+    experiment: str,
+    *,
+    profile: str = "cpu",
+    regularizer: str = "none",
+    formulation: str = "ddpm",
+    out: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> RunResult:
+    """Train ``experiment`` at ``profile`` with ``regularizer`` and ``formulation``, sample, evaluate, save.
+
+    Args:
+        experiment, profile: a named configuration (:func:`~spectral_lib.experiments.profiles.get_profile`).
+        regularizer: a name of ``SPECTRAL_REGULARIZERS`` (``"none"`` is the baseline).
+        formulation: ``"ddpm"`` (ancestral sampling, respaced to the profile's ``sample_steps``), ``"ddim"`` (DDPM
+            training, deterministic DDIM sampling with ``sample_steps``) or ``"edm"`` (Heun with ``sample_steps``).
+        out: the run folder (default :func:`default_run_dir`).
+        seed: overrides the profile's seed.
+        resume: reuse a finished run with the same configuration (a cache) or continue an interrupted one.
+        overwrite: delete an existing run in ``out`` (its known files only) and train from scratch.
+        progress: progress bars for training and sampling.
+        **overrides: any other config key (``steps=100``, ``lambda_spec=0.1``, ``data={"size": 16}``, ...).
+
+    Returns:
+        :class:`RunResult`. Under ``torchrun`` the ranks other than 0 return after training with no samples.
+
+    Raises:
+        FileExistsError: ``out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        ValueError: unknown names or keys (listing the valid ones), or resuming a run with another configuration.
+    """
+    from spectral_lib.diffusion import FORMULATIONS
+    from spectral_lib.spectral import SPECTRAL_REGULARIZERS
+
+    check_choice(regularizer, "regularizer", SPECTRAL_REGULARIZERS)
+    check_choice(formulation, "formulation", FORMULATIONS)
+    changes = dict(overrides, regularizer=regularizer, formulation=formulation)
+    if seed is not None:
+        changes["seed"] = seed
+    config = get_profile(experiment, profile).replace(**changes)
+    out_dir = Path(out) if out is not None else default_run_dir(config)
+
+    existing = [name for name in _RUN_FILES if (out_dir / name).exists()]
+    if existing and overwrite:
+        for name in existing:
+            target = out_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    elif existing and not resume:
+        raise FileExistsError(
+            f"{str(out_dir)!r} already holds a run ({', '.join(existing)}); pass resume=True to reuse or continue it, "
+            "overwrite=True to start again, or choose another out"
+        )
+    if resume and (out_dir / "metrics.json").exists() and (out_dir / "config.json").exists():
+        saved = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
+        if not _differs(saved, config, CACHE_INSENSITIVE):
+            return load_run(out_dir)
+        (out_dir / "metrics.json").unlink()  # the stored result no longer answers this config; compute it again
+
+    trained = train_mod.train(config, out_dir, resume=resume, progress=progress)
+    if not trained.dist.is_main:
+        return RunResult(samples=None, metrics={}, config=config, out_dir=out_dir, wall_time=trained.wall_time)
+    device = next(trained.ema_model.parameters()).device
+    shape = tuple(load_checkpoint(train_mod.checkpoint_path(out_dir))["sample_shape"])
+    t1 = time.perf_counter()
+    samples = generate_samples(
+        trained.ema_model, trained.formulation, shape, config.n_samples, steps=config.sample_steps,
+        seed=train_mod.stream_seed(config.seed, "samples"), device=device, batch_size=config.sample_batch_size,
+        sample_kwargs=config.sample_kwargs, progress=progress,
+    )
+    sample_time = time.perf_counter() - t1
+    _save_samples(out_dir / "samples.pt", samples)
+    return _finish(out_dir, config, samples, trained.wall_time, sample_time, t1, history=_read_log(out_dir))
+
+
+def _finish(
+    out_dir: Path, config: ExperimentConfig, samples: torch.Tensor, train_time: float, sample_time: float,
+    t_sampling: float, history: list[dict[str, float]],
+) -> RunResult:
+    """Evaluate, draw the figures and write metrics.json (last: it marks the run finished). ``wall_time_s`` is the
+    training time plus everything since ``t_sampling``."""
+    data = reference_data(config, len(samples))
+    metrics = compute_metrics(config, samples, data)
+    _write_figures(out_dir, config, samples, data)
+    last = history[-1] if history else {}
+    metrics.update(
+        train_time_s=train_time,
+        sample_time_s=sample_time,
+        final_loss=float(last.get("loss", float("nan"))),
+        steps=float(last.get("step", config.steps)),
+    )
+    metrics["wall_time_s"] = train_time + (time.perf_counter() - t_sampling)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return RunResult(samples=samples, metrics=metrics, config=config, out_dir=out_dir,
+                     wall_time=metrics["wall_time_s"], cached=False, history=history)
+
+
+def sample_run(
+    out_dir: str | os.PathLike[str],
+    n: int | None = None,
+    steps: int | None = None,
+    *,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    ema: bool = True,
+    progress: bool = False,
+    save: bool = False,
+) -> torch.Tensor:
+    """Draw ``n`` samples (default ``config.n_samples``) from a run folder's checkpoint.
+
+    Args:
+        out_dir: a run folder with ``checkpoints/last.pt``.
+        n, steps: number of samples and sampler steps (default: the config's).
+        seed: generator seed (default: the run's own sampling seed, which reproduces ``samples.pt``).
+        device: default ``default_device(config.device)``.
+        ema: use the EMA weights (default, as the run does) or the raw trained weights.
+        save: also write them to ``samples.pt`` (atomically).
+
+    Returns:
+        ``(n, C, H, W)`` or ``(n, C, T)`` float32 samples in ``[-1, 1]`` on the CPU.
+    """
+    out_dir = Path(out_dir)
+    config = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
+    state = load_checkpoint(train_mod.checkpoint_path(out_dir))
+    model = train_mod.build_model(config)
+    model.load_state_dict(state["ema"] if ema else state["model"])
+    formulation = train_mod.build_formulation(config)
+    dev = default_device(device if device is not None else config.device)
+    samples = generate_samples(
+        model, formulation, tuple(state["sample_shape"]), int(n or config.n_samples),
+        steps=steps or config.sample_steps,
+        seed=train_mod.stream_seed(config.seed, "samples") if seed is None else seed, device=dev,
+        batch_size=config.sample_batch_size, sample_kwargs=config.sample_kwargs, progress=progress,
+    )
+    if save:
+        _save_samples(out_dir / "samples.pt", samples)
+    return samples
+
+
+def evaluate_run(out_dir: str | os.PathLike[str], *, write: bool = True) -> dict[str, float]:
+    """Recompute the metrics of a run folder's ``samples.pt`` (and the figures); update ``metrics.json``."""
+    out_dir = Path(out_dir)
+    config = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
+    samples = _load_samples(out_dir / "samples.pt")
+    data = reference_data(config, len(samples))
+    metrics = compute_metrics(config, samples, data)
+    if write:
+        _write_figures(out_dir, config, samples, data)
+        previous = _read_json(out_dir / "metrics.json") if (out_dir / "metrics.json").exists() else {}
+        merged = {**previous, **metrics}
+        atomic_write_text(out_dir / "metrics.json", json.dumps(merged, indent=2) + "\n")
+        return merged
+    return metrics
