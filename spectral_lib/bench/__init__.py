@@ -1,0 +1,1 @@
+"""Benchmarks: the cost of the spectral terms next to the pointwise loss (``python -m spectral_lib.bench.losses``)."""
