@@ -98,7 +98,9 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) 
         )
 
 
-def _call_model(model: Model, x: torch.Tensor, noise_cond: torch.Tensor, cond: Mapping[str, Any] | None) -> torch.Tensor:
+def _call_model(
+    model: Model, x: torch.Tensor, noise_cond: torch.Tensor, cond: Mapping[str, Any] | None
+) -> torch.Tensor:
     """``model(x, noise_cond, **cond)`` with a check that the output has the input's shape."""
     out = model(x, noise_cond, **(dict(cond) if cond else {}))
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -117,7 +119,9 @@ def corrupt(x0: torch.Tensor, alpha_bar: torch.Tensor, noise: torch.Tensor) -> t
     return alpha_bar.sqrt() * x0 + (1.0 - alpha_bar).sqrt() * noise
 
 
-def x0_from_output(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, parameterization: str) -> torch.Tensor:
+def x0_from_output(
+    output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, parameterization: str
+) -> torch.Tensor:
     """The one-step clean-signal estimate ``x0_hat`` from the network output.
 
     - ``"eps"``: ``x0_hat = (x_t - sqrt(1 - alpha_bar) eps_theta) / sqrt(alpha_bar)`` (Ho et al. Eq. 15; the
@@ -134,7 +138,8 @@ def x0_from_output(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Ten
 
 
 def eps_from_x0(x0_hat: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """The noise implied by ``x0_hat``: ``eps_hat = (x_t - sqrt(alpha_bar) x0_hat) / sqrt(1 - alpha_bar)`` (Eq. 4 solved for eps)."""
+    """The noise implied by ``x0_hat``: ``eps_hat = (x_t - sqrt(alpha_bar) x0_hat) / sqrt(1 - alpha_bar)``
+    (Eq. 4 solved for eps)."""
     return (x_t - alpha_bar.sqrt() * x0_hat) / (1.0 - alpha_bar).sqrt()
 
 
@@ -142,7 +147,7 @@ def parameterization_target(
     x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, parameterization: str
 ) -> torch.Tensor:
     """What the network is trained to output: ``eps``; ``v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0``
-    (Salimans & Ho 2022, Eq. 8 region); or ``x0``."""
+    (Salimans & Ho 2022, Sec. 4); or ``x0``."""
     if parameterization == "eps":
         return noise
     if parameterization == "v":
@@ -277,7 +282,10 @@ class DDPM:
         return t.to(device) if device is not None else t
 
     def corrupt(self, x0: torch.Tensor, levels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``x_t ~ q(x_t | x_0)`` (Eq. 4) for given noise. Shapes: ``x0``, ``noise`` ``(B, ...)``; ``levels`` ``(B,)``."""
+        """``x_t ~ q(x_t | x_0)`` (Eq. 4) for given noise.
+
+        Shapes: ``x0`` and ``noise`` ``(B, ...)``; ``levels`` ``(B,)``; returns ``(B, ...)``.
+        """
         _check_model_input(x0, "x0")
         _check_same_shape(x0, noise, ("x0", "noise"))
         return corrupt(x0, self.alpha_bar_at(levels, x0), noise)

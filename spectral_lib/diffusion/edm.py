@@ -41,7 +41,8 @@ def edm_preconditioning(
 
     Returns:
         ``(c_skip, c_out, c_in, c_noise)``, each shaped like ``sigma``:
-        ``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)``, ``c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``,
+        ``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)``,
+        ``c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)``,
         ``c_in = 1 / sqrt(sigma^2 + sigma_data^2)``, ``c_noise = ln(sigma) / 4``.
     """
     c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)

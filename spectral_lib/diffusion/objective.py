@@ -99,7 +99,7 @@ def diffusion_loss(
     check_positive(lambda_spec, "lambda_spec", allow_zero=True)
     check_choice(spectral_weighting, "spectral_weighting", SPECTRAL_WEIGHTINGS)
     if cond is not None and not isinstance(cond, Mapping):
-        raise ValueError(f"cond must be a mapping of keyword arguments for the model or None, got {type(cond).__name__}")
+        raise ValueError(f"cond must be a mapping of keyword arguments for the model, got {type(cond).__name__}")
 
     batch = x0.shape[0]
     levels = formulation.sample_levels(batch, device=x0.device, generator=generator)

@@ -131,7 +131,8 @@ def alpha_bar_from_betas(betas: Sequence[float] | torch.Tensor) -> torch.Tensor:
 
 
 def betas_from_alpha_bar(alpha_bar: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`alpha_bar_from_betas`: ``beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}``, ``alpha_bar_{-1} = 1``."""
+    """Inverse of :func:`alpha_bar_from_betas`: ``beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}``, with
+    ``alpha_bar_{-1} = 1``."""
     alpha_bar = _as_float64_1d(alpha_bar, "alpha_bar")
     previous = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
     return 1.0 - alpha_bar / previous

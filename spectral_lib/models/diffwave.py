@@ -59,7 +59,7 @@ def _conv1d(*args: Any, **kwargs: Any) -> nn.Conv1d:
 
 
 def step_embedding_table(num_steps: int, dim: int = 128) -> torch.Tensor:
-    """DiffWave's sinusoidal step table (Kong et al. 2021, App. C):
+    """DiffWave's sinusoidal step table (Kong et al. 2021, Sec. 3.1, "diffusion-step embedding"):
     ``[sin(10^(4k/(d/2-1)) t), cos(10^(4k/(d/2-1)) t)]`` for ``k = 0 .. d/2 - 1``, rows ``t = 0 .. num_steps - 1``.
 
     Returns:
@@ -243,7 +243,9 @@ class DiffWave(nn.Module):
         if noise_cond.dim() == 0:
             noise_cond = noise_cond.expand(x.shape[0])
         if noise_cond.shape != (x.shape[0],):
-            raise ValueError(f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}")
+            raise ValueError(
+                f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}"
+            )
         if bool(((noise_cond < 0) | (noise_cond > cfg.num_steps - 1)).any()):
             raise ValueError(
                 f"noise_cond must be diffusion steps in [0, {cfg.num_steps - 1}] (num_steps={cfg.num_steps}), got "

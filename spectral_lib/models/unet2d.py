@@ -320,7 +320,9 @@ class UNet2D(nn.Module):
         if noise_cond.dim() == 0:
             noise_cond = noise_cond.expand(x.shape[0])
         if noise_cond.shape != (x.shape[0],):
-            raise ValueError(f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}")
+            raise ValueError(
+                f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}"
+            )
         return noise_cond
 
     def forward(self, x: torch.Tensor, noise_cond: torch.Tensor) -> torch.Tensor:
