@@ -67,6 +67,9 @@ def test_ddim_eta0_is_deterministic_given_the_start():
     c = stochastic.sample(smooth_net, start.shape, steps=10, noise=start, generator=torch.Generator().manual_seed(1))
     d = stochastic.sample(smooth_net, start.shape, steps=10, noise=start, generator=torch.Generator().manual_seed(2))
     assert not torch.allclose(c, d)
+    # eta given to sample() overrides the formulation's.
+    e = stochastic.sample(smooth_net, start.shape, steps=10, noise=start, eta=0.0)
+    assert torch.equal(e, a)
 
 
 @pytest.mark.parametrize("clip", [True, False])
@@ -142,6 +145,8 @@ def test_fast_sample_equals_ddim_eta1_on_the_inference_schedule():
 def test_ddim_errors():
     with pytest.raises(ValueError, match="eta must be finite and >= 0"):
         DDIM(eta=-1)
+    with pytest.raises(ValueError, match="eta must be finite and >= 0"):
+        DDIM().sample(smooth_net, (1, 1, 4), eta=-0.5)
     with pytest.raises(ValueError, match="unknown spacing 'cubic'"):
         DDIM(spacing="cubic")
     with pytest.raises(ValueError, match="outside the training range"):

@@ -191,6 +191,13 @@ def test_diffwave_shapes_conditional_and_unconditional(generator):
     assert small_hop(torch.zeros(1, 1, 40), torch.zeros(1), mel=torch.zeros(1, 4, 5)).shape == (1, 1, 40)
 
 
+def test_diffwave_presets():
+    assert count_parameters(DiffWave.from_preset("tiny")) < 50_000
+    small = DiffWave.from_preset("small")
+    assert small.config.n_mels == 80 and 0.3e6 < count_parameters(small) < 0.4e6
+    assert DiffWave.from_preset("paper").config == DiffWaveConfig()
+
+
 def test_diffwave_step_embedding_interpolates_fractional_steps():
     emb = DiffWave.from_preset("tiny").diffusion_embedding
     table = emb.embedding
@@ -235,5 +242,5 @@ def test_diffwave_errors():
         DiffWave.from_preset("tiny")(torch.zeros(1, 2, 512), torch.zeros(1))
     with pytest.raises(ValueError, match="n_mels must be a positive integer or None"):
         DiffWaveConfig(n_mels=0)
-    with pytest.raises(ValueError, match="unknown preset 'large'"):
+    with pytest.raises(ValueError, match="unknown preset 'large'; valid: 'tiny', 'small', 'paper'"):
         diffwave_preset("large")

@@ -121,12 +121,17 @@ class DDIM(DDPM):
         cond: Mapping[str, Any] | None = None,
         noise: torch.Tensor | None = None,
         dtype: torch.dtype = torch.float32,
+        eta: float | None = None,
     ) -> torch.Tensor:
         """DDIM sampling on ``steps`` training steps (Song et al. 2021, Eq. 12), or DiffWave's fast sampling when
         the formulation has ``inference_betas`` (then ``steps`` must be ``None`` or ``len(inference_betas)``).
 
         The last step goes to ``alpha_bar_prev = 1`` and so returns ``x0_hat`` of the least noisy visited step.
         ``x0_hat`` is clipped to ``[-1, 1]`` when ``clip_x0_hat`` (and ``eps_hat`` recomputed from the clipped value).
+
+        Args:
+            eta: overrides the formulation's ``eta`` for this call (unused by the fast schedule).
+            noise: optional initial ``x_T`` (standard normal) of ``shape``.
 
         Returns:
             ``x_0`` samples of ``shape``.
@@ -140,6 +145,10 @@ class DDIM(DDPM):
                 self, model, shape, self.inference_betas, generator=generator, device=device, progress=progress,
                 cond=cond, noise=noise, dtype=dtype,
             )
+        if eta is None:
+            eta = self.eta
+        check_positive(eta, "eta", allow_zero=True)
+        eta = float(eta)
         steps = self.default_steps if steps is None else int(steps)
         tau = ddim_timesteps(self.num_steps, steps, self.spacing).tolist()
         x = self._initial_noise(shape, noise, generator, device, dtype)
@@ -155,9 +164,9 @@ class DDIM(DDPM):
             x0_hat = self._x0_for_sampling(model, x, t, cond)
             eps_hat = eps_from_x0(x0_hat, x, alpha_bar)
             z = None
-            if self.eta > 0 and t_prev >= 0:
+            if eta > 0 and t_prev >= 0:
                 z = draw_noise(x.shape, generator=generator, device=x.device, dtype=dtype)
-            x = ddim_step(x, x0_hat, eps_hat, alpha_bar, alpha_bar_prev, self.eta if t_prev >= 0 else 0.0, z)
+            x = ddim_step(x, x0_hat, eps_hat, alpha_bar, alpha_bar_prev, eta if t_prev >= 0 else 0.0, z)
         return x
 
 

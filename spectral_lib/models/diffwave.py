@@ -28,12 +28,14 @@ Presets (``diffwave_preset``):
 name     layers  channels  cycle  n_mels  steps  parameters
 =======  ======  ========  =====  ======  =====  ===========
 tiny     4       16        2      None    50     0.025 M
+small    12      32        6      80      50     0.36 M
 paper    30      64        10     80      50     2.62 M
 =======  ======  ========  =====  ======  =====  ===========
 
 ``paper`` is DiffWave's LJSpeech vocoder (Kong et al. 2021, Sec. 5.1: 30 layers, C = 64, cycle 10; 22.05 kHz,
 80 mels, hop 256), the model the spectral paper fine-tunes. ``tiny`` (unconditional, small embedding MLP) is our
-CPU toy; pass ``n_mels=80`` for a tiny vocoder.
+CPU toy (pass ``n_mels=80`` for a tiny vocoder); ``small`` is a vocoder that trains on a CPU (our choice: two
+dilation cycles, a receptive field of about 250 samples).
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class DiffWaveConfig:
 DIFFWAVE_PRESETS: dict[str, DiffWaveConfig] = {
     "tiny": DiffWaveConfig(residual_layers=4, residual_channels=16, dilation_cycle=2, n_mels=None,
                            step_hidden_dim=64),
+    "small": DiffWaveConfig(residual_layers=12, residual_channels=32, dilation_cycle=6, n_mels=80,
+                            step_hidden_dim=256),
     "paper": DiffWaveConfig(),
 }
 
