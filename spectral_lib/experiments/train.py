@@ -55,6 +55,7 @@ __all__ = [
     "DistInfo",
     "train",
     "lr_factor",
+    "training_step",
     "stream_seed",
     "draw_samples",
     "build_model",
@@ -109,7 +110,7 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     if name == "diffwave":
         from spectral_lib import models
 
-        return models.DiffWave(models.diffwave_preset(preset or "small", **options))
+        return models.DiffWave(models.diffwave_preset(preset or "tiny", **options))
     raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave'")
 
 
@@ -367,6 +368,50 @@ def _save_sample_figure(
     plotting.save_figure(fig, path)
 
 
+def training_step(
+    net: nn.Module,
+    model: nn.Module,
+    loss_fn: Callable[..., Any],
+    formulation: Any,
+    x0: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    *,
+    regularizer: nn.Module | None,
+    lambda_spec: float,
+    spectral_weighting: str,
+    grad_clip: float | None,
+    generator: torch.Generator | None,
+    amp_dtype: torch.dtype | None = None,
+    cond: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[Any, torch.Tensor]:
+    """One optimizer step: ``loss_fn`` (``diffusion_loss``) under autocast, backward, clipping, AdamW.
+
+    ``net`` is what the loss calls (the model, or its ``DistributedDataParallel`` wrapper); ``model`` owns the
+    parameters. ``x0`` and ``cond`` are moved to the parameters' device. The learning rate is set by the caller.
+
+    Returns:
+        ``(LossOutput, grad_norm)``: the gradient norm before clipping (0 when ``grad_clip`` is ``None``).
+    """
+    device = next(model.parameters()).device
+    x0 = x0.to(device, non_blocking=True)
+    extra = {} if cond is None else {"cond": {k: v.to(device, non_blocking=True) for k, v in cond.items()}}
+    model.train()
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        out = loss_fn(formulation, net, x0, regularizer=regularizer, lambda_spec=lambda_spec,
+                      spectral_weighting=spectral_weighting, generator=generator, **extra)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(out.total).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    else:
+        grad_norm = torch.zeros((), device=device)
+    scaler.step(optimizer)
+    scaler.update()
+    return out, grad_norm
+
+
 def train(
     config: ExperimentConfig,
     out_dir: str | os.PathLike[str],
@@ -500,23 +545,11 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x0, cond = split_batch(source.sample(config.batch_size, generators["data"]))
-            x0 = x0.to(device, non_blocking=True)
-            extra = {} if cond is None else {"cond": {k: v.to(device, non_blocking=True) for k, v in cond.items()}}
-            model.train()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = parts.loss_fn(
-                    formulation, net, x0, regularizer=regularizer, lambda_spec=config.lambda_spec,
-                    spectral_weighting=config.spectral_weighting, generator=generators["noise"], **extra,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.total).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            else:
-                grad_norm = torch.zeros((), device=device)
-            scaler.step(optimizer)
-            scaler.update()
+            out, grad_norm = training_step(
+                net, model, parts.loss_fn, formulation, x0, optimizer, scaler, regularizer=regularizer,
+                lambda_spec=config.lambda_spec, spectral_weighting=config.spectral_weighting,
+                grad_clip=config.grad_clip, generator=generators["noise"], amp_dtype=amp_dtype, cond=cond,
+            )
             ema.update(model, step + 1)
             done = step + 1
 
