@@ -259,3 +259,15 @@ def test_dataset_source_order_is_seeded_resumable_and_split_across_ranks():
     assert sorted(a + b) == list(range(10))
     with pytest.raises(ValueError, match="world_size=2"):
         DatasetSource(ds, seed=3).load_state_dict(ranks[0].state_dict())
+
+
+def test_step_benchmark_rows():
+    """The step benchmark times the trainer's own step for each regularizer next to 'none' (tiny case, 1 round)."""
+    from spectral_lib.bench.steps import StepCase, format_table, time_training_steps
+
+    case = StepCase("toy", "unet2d", "tiny", (1, 8, 8), 2, model_overrides={"base_channels": 8, "num_groups": 4})
+    rows = time_training_steps(case, ["wavelet", "mrstft"], rounds=2, warmup=0)
+    assert [r["regularizer"] for r in rows] == ["none", "wavelet"]  # the STFT loss is skipped for images
+    assert rows[0]["ratio"] == 1.0 and rows[1]["ratio"] > 0
+    assert rows[1]["steps_per_s"] == pytest.approx(1e3 / rows[1]["ms"])
+    assert rows[0]["input"] == "2x1x8x8" and "wavelet" in format_table(rows)

@@ -110,7 +110,7 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     if name == "diffwave":
         from spectral_lib import models
 
-        return models.DiffWave(models.diffwave_preset(preset or "tiny", **options))
+        return models.DiffWave(models.diffwave_preset(preset or "small", **options))
     raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave'")
 
 
