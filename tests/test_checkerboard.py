@@ -136,3 +136,18 @@ def test_errors():
         nearest_ideal_checkerboard(torch.zeros(8, 8))
     with pytest.raises(ValueError, match="low and high"):
         checkerboard_metrics(torch.zeros(1, 1, 8, 8), low=None, high=1.0)
+
+
+def test_data_package_exports_resolve_and_do_not_shadow_submodules():
+    import importlib
+
+    import spectral_lib.data as data
+
+    for name in data.__all__:
+        assert getattr(data, name) is getattr(importlib.import_module(f"spectral_lib.data.{data._EXPORTS[name]}"),
+                                              name)
+    import spectral_lib.data.checkerboard as module
+
+    assert module.__name__ == "spectral_lib.data.checkerboard"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        data.nothing  # noqa: B018

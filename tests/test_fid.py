@@ -15,7 +15,7 @@ from spectral_lib.metrics.fid import (
     RandomConvFeatures,
     compute_features,
     feature_statistics,
-    fid,
+    fid_score,
     frechet_distance,
     frechet_distance_from_features,
     frechet_distance_local,
@@ -123,7 +123,7 @@ def test_fid_without_torch_fidelity_explains_what_is_missing(monkeypatch):
     with pytest.raises(ImportError, match="pip install torch-fidelity.*frechet_distance_local"):
         inception_features(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ImportError, match="torch-fidelity"):
-        fid(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8))
+        fid_score(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8))
 
 
 def test_reference_statistics_npz(tmp_path):
@@ -133,3 +133,16 @@ def test_reference_statistics_npz(tmp_path):
     np.savez(tmp_path / "bad.npz", mean=np.zeros(3))
     with pytest.raises(ValueError, match="'mu' and 'sigma'"):
         load_reference_statistics(tmp_path / "bad.npz")
+
+
+def test_metrics_package_exports_resolve():
+    import importlib
+
+    import spectral_lib.metrics as metrics
+
+    for name in metrics.__all__:
+        module = importlib.import_module(f"spectral_lib.metrics.{metrics._EXPORTS[name]}")
+        assert getattr(metrics, name) is getattr(module, name)
+    import spectral_lib.metrics.fid as fid_module
+
+    assert fid_module.__name__ == "spectral_lib.metrics.fid" and callable(metrics.fid_score)
