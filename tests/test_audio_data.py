@@ -148,7 +148,7 @@ def test_sample_is_deterministic_and_whole_utterances(tmp_path):
     ds = LJSpeechDataset(root, "all", crop_frames=4, preload=True)
     a = ds.sample(3, torch.Generator().manual_seed(5))
     b = ds.sample(3, torch.Generator().manual_seed(5))
-    assert a["audio"].shape == (3, 1, 1024) and a["mel"].shape == (3, 80, 4)
+    assert a["audio"].shape == (3, 1, 1024) and a["mel"].shape == (3, 80, 4) and ds.shape == (1, 1024)
     assert torch.equal(a["audio"], b["audio"]) and torch.equal(a["mel"], b["mel"])
     whole = LJSpeechDataset(root, "eval", crop_frames=None)[0]
     n = int(0.5 * SR) // 256

@@ -80,6 +80,7 @@ def test_dataset_and_source():
     a = src.sample(4, generator=torch.Generator().manual_seed(0))
     b = src.sample(4, generator=torch.Generator().manual_seed(0))
     assert a.shape == (4, 2, 8, 8) and torch.equal(a, b)
+    assert src.shape == (2, 8, 8)
 
 
 def test_nearest_ideal_checkerboard_recovers_parameters_under_noise():

@@ -121,7 +121,7 @@ def test_sample_flip_and_iteration(folder, tmp_path):
     ds = ImageFolderDataset(folder, resolution=8, cache_dir=tmp_path / "c", hflip=True)
     a = ds.sample(6, torch.Generator().manual_seed(0))
     b = ds.sample(6, torch.Generator().manual_seed(0))
-    assert a.shape == (6, 3, 8, 8) and torch.equal(a, b)
+    assert a.shape == (6, 3, 8, 8) and torch.equal(a, b) and ds.shape == (3, 8, 8)
     x = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 3, 8, 8)
     ds.images = np.ascontiguousarray(((x[0].permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).numpy().astype(np.uint8))[None]
     flipped = ds.get_batch([0, 0], torch.tensor([True, False]))

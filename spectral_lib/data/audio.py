@@ -270,7 +270,8 @@ class LJSpeechDataset(torch.utils.data.Dataset):
         missing = [e.id for e in entries if f"{e.id}.wav" not in present]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            msg = f"{len(missing)} id(s) in {str(self.root / 'metadata.csv')!r} have no wav in {str(wav_dir)!r}: {shown}"
+            metadata = str(self.root / "metadata.csv")
+            msg = f"{len(missing)} id(s) in {metadata!r} have no wav in {str(wav_dir)!r}: {shown}"
             if not skip_missing:
                 raise FileNotFoundError(msg + " (pass skip_missing=True to leave them out)")
             warnings.warn(msg + "; leaving them out", stacklevel=2)
@@ -291,6 +292,11 @@ class LJSpeechDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape of one training crop's audio, ``(1, crop_frames * hop)`` (the signal x0 of a batch)."""
+        return (1, (self.crop_frames or self.config.crop_frames) * self.config.hop_length)
 
     @property
     def ids(self) -> list[str]:

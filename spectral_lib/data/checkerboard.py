@@ -182,6 +182,11 @@ class CheckerboardSource:
     channels: int = 1
     colours: Colours = None
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape of one sample, ``(C, H, W)``."""
+        return (self.channels, *_size_hw(self.size))
+
     def sample(self, batch_size: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
         """A batch ``(batch_size, channels, H, W)`` in ``[-1, 1]`` (drawn on the CPU, moved to ``device``)."""

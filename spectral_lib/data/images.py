@@ -278,6 +278,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape of one item, ``(3, resolution, resolution)``."""
+        return (3, self.resolution, self.resolution)
+
     def __getitem__(self, index: int) -> torch.Tensor:
         x = _to_tensor(self.images[index])
         if self.hflip and bool(torch.rand(()) < 0.5):

@@ -89,7 +89,8 @@ def dead_leaves(
         else:
             hx, hy = r, r * asp
             c, s = np.cos(th), np.sin(th)
-            corners = [(cx + c * x - s * y, cy + s * x + c * y) for x, y in ((-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy))]
+            box = ((-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy))
+            corners = [(cx + c * x - s * y, cy + s * x + c * y) for x, y in box]
             draw.polygon(corners, fill=colour())
     if supersample > 1:
         img = img.reduce(supersample)

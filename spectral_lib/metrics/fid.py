@@ -11,8 +11,8 @@ finite, and a negligible imaginary part (numerical noise) dropped; a large one i
 
 **Which features.** Only Inception-v3 features (through ``torch-fidelity``, whose weights download on first use,
 e.g. on Colab) give a number that may be called *FID* and compared with the paper's Table 1:
-:func:`inception_features` / :func:`fid_score`. Offline there are no such weights; :class:`RandomConvFeatures` is a fixed
-random-weight convolutional network drawn from a seed, and :func:`frechet_distance_local` reports its distance as
+:func:`inception_features` / :func:`fid_score`. Offline there are no such weights; :class:`RandomConvFeatures` is a
+fixed random-weight convolutional network drawn from a seed, and :func:`frechet_distance_local` reports its distance as
 ``"FD (local features: ...)"``, never as FID: it ranks sample sets against the same reference on the same machine
 and seed, but its values are on a different scale from FID and from each other's seeds.
 """
