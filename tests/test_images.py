@@ -58,6 +58,12 @@ def test_dataset_converts_every_mode_to_rgb_in_range(folder, tmp_path):
     torch.testing.assert_close(ds[4][:, 4, 4], torch.tensor([-1.0, 1.0, -1.0]), atol=0.05, rtol=0)
 
 
+def test_sixteen_bit_grayscale_is_scaled_not_clipped():
+    img = Image.fromarray(np.full((8, 8), 32896, np.uint16))  # 128 * 257: mid grey in 16 bits
+    out = decode_image(_png_bytes(img), 8)
+    assert out.shape == (8, 8, 3) and np.all(out == 128)
+
+
 def test_resize_is_anti_aliased():
     # vertical stripes at the Nyquist frequency of a 64-pixel image: a 2x reduction must average them to grey
     stripes = np.zeros((64, 64), np.uint8)

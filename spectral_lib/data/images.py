@@ -7,15 +7,15 @@ What people have on disk, and what this module reads:
 * a ``.zip`` as written by EDM's / StyleGAN's ``dataset_tool.py`` (``00000/img00000000.png ...``; its optional
   ``dataset.json`` holds class labels, which the unconditional FFHQ experiment does not use and we ignore).
 
-Every image is decoded once: converted to RGB (grayscale is replicated, palette expanded, an alpha channel dropped),
-centre-cropped to a square when it is not one (as EDM's ``dataset_tool --transform=center-crop``), resized to
-``resolution`` with PIL's Lanczos filter (anti-aliased: its support widens with the reduction factor;
-``reducing_gap=3`` first reduces by an integer box filter, which PIL documents as indistinguishable from the
-exact result), and stored in a ``uint8`` ``(N, H, W, 3)`` array saved as ``.npy`` in a cache folder. Later runs
-memory-map that file (``np.load(..., mmap_mode="r")``), which is what makes reads fast. The cache file's name
-holds a hash of the source's absolute path, the resolution and the list of files with their sizes, so a changed
-folder builds a new cache; it is written to a temporary name and moved into place with ``os.replace``, so an
-interrupted decode never leaves a cache that looks complete.
+Every image is decoded once: converted to RGB (grayscale is replicated, 16-bit grayscale scaled to 8 bits, palette
+expanded, an alpha channel dropped), centre-cropped to a square when it is not one (as EDM's ``dataset_tool
+--transform=center-crop``), resized to ``resolution`` with PIL's Lanczos filter (anti-aliased: its support widens
+with the reduction factor; ``reducing_gap=3`` first reduces by an integer box filter, which PIL documents as
+indistinguishable from exact resampling in most cases), and stored in a ``uint8`` ``(N, H, W, 3)`` array saved as
+``.npy`` in a cache folder. Later runs memory-map that file (``np.load(..., mmap_mode="r")``), which is what makes
+reads fast. The cache file's name holds a hash of the source's absolute path, the resolution and the list of files
+with their sizes, so a changed folder builds a new cache; it is written to a temporary name and moved into place
+with ``os.replace``, so an interrupted decode never leaves a cache that looks complete.
 
 Training tensors are ``(C, H, W)`` floats in ``[-1, 1]``: ``x = uint8 / 127.5 - 1``.
 """
@@ -124,6 +124,8 @@ def decode_image(source: str | os.PathLike | bytes, resolution: int, *, name: st
             if img.format == "JPEG":
                 img.draft("RGB", (3 * resolution, 3 * resolution))
             img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grayscale: scale to 8 bits, don't clip
+                img = Image.fromarray(np.clip(np.asarray(img, np.float64) / 257.0 + 0.5, 0, 255).astype(np.uint8))
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise CorruptImageError(f"could not decode image {label!r}: {err}") from err

@@ -71,27 +71,34 @@ def dead_leaves(
     mean_r2 = 2 * np.log(r_max / r_min) / (a - b)  # E[r^2] under p(r) ∝ r^-3
     n_shapes = int(np.ceil(coverage * resolution**2 / (np.pi * mean_r2)))
 
-    def colour() -> tuple[int, int, int]:
-        c = np.clip(rng.uniform(0.05, 0.95) + rng.normal(0.0, 0.12, 3), 0.0, 1.0)
-        return tuple(int(v) for v in np.round(c * 255))
+    def colours(n: int) -> list[tuple[int, ...]]:
+        c = np.clip(rng.uniform(0.05, 0.95, (n, 1)) + rng.normal(0.0, 0.12, (n, 3)), 0.0, 1.0)
+        return [tuple(v) for v in np.round(c * 255).astype(int).tolist()]
 
-    img = Image.new("RGB", (big, big), colour())
+    img = Image.new("RGB", (big, big), colours(1)[0])
     draw = ImageDraw.Draw(img)
     u = rng.random(n_shapes)
     radii = (a - u * (a - b)) ** -0.5 * supersample
     centres = rng.uniform(-0.1 * big, 1.1 * big, size=(n_shapes, 2))
-    kinds = rng.random(n_shapes) < 0.6
+    is_disc = rng.random(n_shapes) < 0.6
     angles = rng.uniform(0, np.pi, n_shapes)
     aspects = rng.uniform(0.5, 1.0, n_shapes)
-    for r, (cx, cy), disc, th, asp in zip(radii, centres, kinds, angles, aspects):
-        if disc:
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour())
+    fills = colours(n_shapes)
+    # rectangle corners, all at once: half sizes (r, r * aspect) rotated by the angle around the centre
+    hx, hy = radii, radii * aspects
+    local = np.stack([np.stack([-hx, -hy], 1), np.stack([hx, -hy], 1), np.stack([hx, hy], 1),
+                      np.stack([-hx, hy], 1)], 1)  # (n, 4, 2)
+    cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    px = centres[:, None, 0] + cos * local[..., 0] - sin * local[..., 1]
+    py = centres[:, None, 1] + sin * local[..., 0] + cos * local[..., 1]
+    corners = np.stack([px, py], -1).tolist()
+    boxes = np.stack([centres[:, 0] - radii, centres[:, 1] - radii, centres[:, 0] + radii, centres[:, 1] + radii],
+                     1).tolist()
+    for k in range(n_shapes):
+        if is_disc[k]:
+            draw.ellipse(boxes[k], fill=fills[k])
         else:
-            hx, hy = r, r * asp
-            c, s = np.cos(th), np.sin(th)
-            box = ((-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy))
-            corners = [(cx + c * x - s * y, cy + s * x + c * y) for x, y in box]
-            draw.polygon(corners, fill=colour())
+            draw.polygon([tuple(p) for p in corners[k]], fill=fills[k])
     if supersample > 1:
         img = img.reduce(supersample)
     x = np.asarray(img, dtype=np.float32)
