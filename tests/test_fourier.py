@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from spectral_lib.spectral.fourier import magnitude, real_fft
 from spectral_lib.spectral import (
     FourierAmplitudeLoss,
     FourierLoss,
@@ -113,6 +114,37 @@ def test_spectrum_helpers_match_numpy(generator):
     grid = radial_frequency((6, 8), dtype=torch.float64).numpy()
     np.testing.assert_allclose(grid[1, 2], math.hypot(1 / 6, 2 / 8))
     assert grid.shape == (6, 5)
+
+
+@pytest.mark.parametrize("norm", ["ortho", "backward", "forward"])
+@pytest.mark.parametrize(("shape", "dims"), [((2, 3, 10), (-1,)), ((2, 1, 11), (-1,)), ((1, 2, 5, 8), (-2, -1)),
+                                             ((1, 2, 6, 7), (-2, -1))])
+def test_real_fft_backward_matches_torch(norm, shape, dims, generator):
+    """Our rFFT's cheaper backward (one irfftn) gives PyTorch's gradient; gradcheck confirms it in float64."""
+    x = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
+    spectrum = torch.fft.rfftn(x, dim=dims, norm=norm)
+    weights = torch.randn(spectrum.shape, generator=generator, dtype=torch.complex128)
+    (ours,) = torch.autograd.grad((real_fft(x, dims, norm) * weights).real.sum() + real_fft(x, dims, norm).abs().sum(), x)
+    (theirs,) = torch.autograd.grad((spectrum * weights).real.sum() + spectrum.abs().sum(), x)
+    torch.testing.assert_close(ours, theirs)
+    assert torch.autograd.gradcheck(lambda v: torch.view_as_real(real_fft(v, dims, norm)), (x,))
+
+
+def test_magnitude_matches_abs_and_clamp(generator):
+    z = torch.randn(4, 6, generator=generator, dtype=torch.complex128)
+    z[0, 0] = 0.0
+    z[1, 1] = 3e-5  # below a floor of 1e-8 (magnitude 1e-4): clamped, zero gradient
+    weights = torch.randn(4, 6, generator=generator, dtype=torch.float64)
+    for floor, reference in ((0.0, lambda v: v.abs()), (1e-8, lambda v: v.abs().clamp_min(1e-4))):
+        a = z.clone().requires_grad_(True)
+        b = z.clone().requires_grad_(True)
+        torch.testing.assert_close(magnitude(a, floor), reference(b))
+        (ga,) = torch.autograd.grad((magnitude(a, floor) * weights).sum(), a)
+        (gb,) = torch.autograd.grad((reference(b) * weights).sum(), b)
+        torch.testing.assert_close(ga, gb)
+        assert ga[0, 0] == 0 and (floor == 0 or ga[1, 1] == 0)
+    live = torch.randn(3, 4, generator=generator, dtype=torch.complex128, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: magnitude(v, 1e-8), (live,))
 
 
 # ---------------------------------------------------------------------------------------------- closed forms

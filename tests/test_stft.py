@@ -38,6 +38,18 @@ def test_stft_magnitude_matches_librosa(n_fft, hop, win, generator):
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-9, atol=1e-9)
 
 
+def test_stft_gradient_matches_torch_stft(generator):
+    """The hand-framed STFT has torch.stft's gradient (it exists to be faster, not different)."""
+    x = torch.randn(2, 2, 300, generator=generator, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 2, 33, 1 + 300 // 16, generator=generator, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((stft_magnitude(x, fft_size=64, hop_size=16, win_length=40) * weights).sum(), x)
+    spec = torch.stft(x.reshape(4, 300), 64, 16, 40, torch.hann_window(40, dtype=torch.float64), center=True,
+                      pad_mode="reflect", return_complex=True)
+    reference = torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=1e-8)).reshape(2, 2, 33, -1)
+    (theirs,) = torch.autograd.grad((reference * weights).sum(), x)
+    torch.testing.assert_close(ours, theirs)
+
+
 def test_mrstft_matches_reference(generator):
     pred = torch.randn(3, 2, 200, generator=generator, dtype=torch.float64)
     target = torch.randn(3, 2, 200, generator=generator, dtype=torch.float64)

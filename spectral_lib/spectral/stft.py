@@ -20,7 +20,16 @@ from torch import Tensor
 
 from spectral_lib._checks import check_choice, check_positive, check_signal
 
-from .fourier import REDUCTIONS, _LossModule, autocast_disabled, compute_dtype, prepare_pair, reduce_batch
+from .fourier import (
+    REDUCTIONS,
+    _LossModule,
+    autocast_disabled,
+    compute_dtype,
+    magnitude,
+    prepare_pair,
+    real_fft,
+    reduce_batch,
+)
 
 __all__ = ["stft_magnitude", "mrstft_loss", "MRSTFTLoss"]
 
@@ -38,23 +47,24 @@ def _check_int(value: object, name: str) -> int:
 
 
 def _stft_magnitude(x: Tensor, fft_size: int, hop_size: int, win_length: int, eps: float) -> Tensor:
-    """Validated float32/float64 ``(B, C, T)`` -> ``(B, C, fft_size//2+1, frames)`` magnitudes, autocast off."""
+    """Validated float32/float64 ``(B, C, T)`` -> ``(B, C, frames, fft_size//2+1)`` magnitudes, autocast off.
+
+    Same frames as ``torch.stft(center=True, pad_mode="reflect")``: reflect-pad ``fft_size // 2`` on both sides,
+    frames every ``hop_size`` samples, a periodic Hann window of ``win_length`` centred in ``fft_size``, unscaled
+    rFFT. Framed by hand (``unfold``) so the spectrum comes out frame-major and contiguous, and transformed with
+    :func:`real_fft` / :func:`magnitude`: about twice as fast as ``torch.stft(...).abs()`` forward + backward on CPU.
+    """
     b, c, t = x.shape
     with autocast_disabled(x.device):
         window = torch.hann_window(win_length, periodic=True, device=x.device, dtype=x.dtype)
-        spec = torch.stft(
-            x.reshape(b * c, t),
-            n_fft=fft_size,
-            hop_length=hop_size,
-            win_length=win_length,
-            window=window,
-            center=True,
-            pad_mode="reflect",
-            return_complex=True,
-        )
-        power = spec.real.square() + spec.imag.square()
-        magnitude = torch.sqrt(torch.clamp(power, min=eps))
-    return magnitude.reshape(b, c, *magnitude.shape[1:])
+        if win_length < fft_size:
+            left = (fft_size - win_length) // 2
+            window = torch.nn.functional.pad(window, (left, fft_size - win_length - left))
+        padded = torch.nn.functional.pad(x.reshape(b * c, 1, t), (fft_size // 2, fft_size // 2), mode="reflect")
+        frames = padded.unfold(-1, fft_size, hop_size) * window  # (B*C, 1, frames, fft_size)
+        spectrum = real_fft(frames, (-1,), "backward")
+        mag = magnitude(spectrum, eps)
+    return mag.reshape(b, c, *mag.shape[2:])
 
 
 def stft_magnitude(
@@ -78,7 +88,7 @@ def stft_magnitude(
     check_positive(eps, "eps")
     if x.shape[-1] <= fft_size // 2:
         raise ValueError(f"x has {x.shape[-1]} samples; fft_size={fft_size} needs more than {fft_size // 2}")
-    return _stft_magnitude(x.to(compute_dtype(x)), fft_size, hop_size, win_length, float(eps))
+    return _stft_magnitude(x.to(compute_dtype(x)), fft_size, hop_size, win_length, float(eps)).transpose(-1, -2)
 
 
 def _check_resolution(fft_size: object, hop_size: object, win_length: object | None) -> tuple[int, int, int]:
