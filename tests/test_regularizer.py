@@ -115,3 +115,16 @@ def test_call_errors_name_x0_hat():
         reg(torch.full((2, 1, 8, 8), float("nan")), torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="levels=3 is too deep"):
         SpectralRegularizer.from_name("wavelet_bior13")(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))
+
+
+def test_validates_once_with_the_terms_ranks(generator):
+    reg = SpectralRegularizer({"wavelet": 1.0, "mrstft": {"fft_sizes": (64,), "hop_sizes": (16,), "win_lengths": (64,)}})
+    assert reg.ranks == (3,)
+    with pytest.raises(ValueError, match="x0_hat must be 3-D"):
+        reg(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
+    audio = torch.randn(2, 1, 256, generator=generator), torch.randn(2, 1, 256, generator=generator)
+    out = reg(*audio)
+    torch.testing.assert_close(out.terms["wavelet"], wavelet_loss(*audio, reduction="none"))
+    assert SpectralRegularizer({"fourier": 1.0}).ranks == (3, 4)
+    with pytest.raises(ValueError, match="levels must be an integer"):  # option values still checked by the term
+        SpectralRegularizer({"wavelet": {"levels": 0}})(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))

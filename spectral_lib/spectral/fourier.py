@@ -48,6 +48,7 @@ PyTorch's zero-padded complex FFT) and :func:`magnitude` (``|z|`` without the sl
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -125,6 +126,27 @@ def prepare_pair(
     pred, target = check_pair(pred, target, ranks=ranks, names=names)
     dtype = compute_dtype(pred, target)
     return pred.to(dtype), target.to(dtype)
+
+
+def validates_pair(*, ranks: tuple[int, ...] = (3, 4)) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator for a loss body ``body(pred, target, **options)`` that expects validated float32/float64 inputs.
+
+    The decorated (public) function runs :func:`prepare_pair` first. The body stays reachable as ``.unchecked`` and
+    the allowed ranks as ``.ranks``, so that :class:`SpectralRegularizer` validates ``(x0_hat, x0)`` once for all its
+    terms (each validation is a full pass over the data and, on a GPU, a host sync).
+    """
+
+    def decorate(body: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        @functools.wraps(body)
+        def loss(pred: Tensor, target: Tensor, **options: Any) -> Tensor:
+            pred, target = prepare_pair(pred, target, ranks=ranks)
+            return body(pred, target, **options)
+
+        loss.unchecked = body  # type: ignore[attr-defined]
+        loss.ranks = ranks  # type: ignore[attr-defined]
+        return loss
+
+    return decorate
 
 
 def reduce_batch(per_sample: Tensor, reduction: str) -> Tensor:
@@ -347,6 +369,7 @@ def _check_common(norm: str, reduction: str, distance: str | None = None) -> Non
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@validates_pair()
 def fourier_amplitude_loss(
     pred: Tensor,
     target: Tensor,
@@ -380,7 +403,6 @@ def fourier_amplitude_loss(
     Returns:
         A scalar, or ``(B,)`` with ``reduction="none"``; float32 (float64 for float64 inputs).
     """
-    pred, target = prepare_pair(pred, target)
     _check_common(norm, reduction, distance)
     check_choice(frequency_weighting, "frequency_weighting", FREQUENCY_WEIGHTINGS)
     if not isinstance(log_amplitude, bool):
@@ -399,6 +421,7 @@ def fourier_amplitude_loss(
     return reduce_batch(per_sample, reduction)
 
 
+@validates_pair()
 def fourier_phase_loss(
     pred: Tensor,
     target: Tensor,
@@ -424,7 +447,6 @@ def fourier_phase_loss(
         norm: FFT normalisation (see :func:`fourier_amplitude_loss`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (shape ``(B,)``).
     """
-    pred, target = prepare_pair(pred, target)
     _check_common(norm, reduction)
     check_choice(weighting, "weighting", PHASE_WEIGHTINGS)
     signal_shape = tuple(pred.shape[2:])
@@ -438,6 +460,7 @@ def fourier_phase_loss(
     return reduce_batch(per_sample, reduction)
 
 
+@validates_pair()
 def fourier_loss(
     pred: Tensor,
     target: Tensor,
@@ -479,7 +502,6 @@ def fourier_loss(
         norm: FFT normalisation (see :func:`fourier_amplitude_loss`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (shape ``(B,)``).
     """
-    pred, target = prepare_pair(pred, target)
     _check_common(norm, reduction, distance)
     check_choice(coupling, "coupling", COUPLINGS)
     check_positive(amplitude_weight, "amplitude_weight", allow_zero=True)

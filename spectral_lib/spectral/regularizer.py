@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from spectral_lib._checks import check_choice, check_positive
 
-from .fourier import check_options, compute_dtype, fourier_amplitude_loss, fourier_loss, fourier_phase_loss, prepare_pair
+from .fourier import check_options, fourier_amplitude_loss, fourier_loss, fourier_phase_loss, prepare_pair
 from .stft import mrstft_loss
 from .wavelet import wavelet_loss
 
@@ -122,19 +122,27 @@ class SpectralRegularizer(nn.Module):
         """True for the "none" regularizer (no terms)."""
         return not self.weights
 
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        """Input ranks every term accepts: ``(3, 4)``, or ``(3,)`` when an audio-only term (MR-STFT) is in."""
+        allowed = {3, 4}
+        for name in self.weights:
+            allowed &= set(TERMS[name].ranks)  # type: ignore[attr-defined]
+        return tuple(sorted(allowed))
+
     def forward(self, x0_hat: Tensor, x0: Tensor) -> RegularizerOutput:
         """``x0_hat``, ``x0``: ``(B, C, T)`` or ``(B, C, H, W)``, same shape -> :class:`RegularizerOutput`.
 
-        ``total`` has the loss dtype (float32, or float64 for float64 inputs). With no terms it is zeros ``(B,)``
-        that still depend on ``x0_hat`` (zero gradient), so ``total.sum().backward()`` works.
+        The pair is validated once here (each term then runs unchecked). ``total`` has the loss dtype (float32, or
+        float64 for float64 inputs). With no terms it is zeros ``(B,)`` that still depend on ``x0_hat`` (zero
+        gradient), so ``total.sum().backward()`` works.
         """
-        x0_hat_checked, _ = prepare_pair(x0_hat, x0, names=("x0_hat", "x0"))
-        dtype = compute_dtype(x0_hat, x0)
+        x0_hat, x0 = prepare_pair(x0_hat, x0, ranks=self.ranks, names=("x0_hat", "x0"))
         # zeros (B,) that stay connected to x0_hat (+0.0 turns the -0.0 of a negative sum into 0.0)
-        total = x0_hat_checked.flatten(1).sum(dim=1).to(dtype) * 0.0 + 0.0
+        total = x0_hat.flatten(1).sum(dim=1) * 0.0 + 0.0
         terms: dict[str, Tensor] = {}
         for name, weight in self.weights.items():
-            value = TERMS[name](x0_hat, x0, reduction="none", **self.options[name])
+            value = TERMS[name].unchecked(x0_hat, x0, reduction="none", **self.options[name])  # type: ignore[attr-defined]
             terms[name] = value
             total = total + weight * value
         return RegularizerOutput(total=total, terms=terms)

@@ -26,9 +26,9 @@ from .fourier import (
     autocast_disabled,
     compute_dtype,
     magnitude,
-    prepare_pair,
     real_fft,
     reduce_batch,
+    validates_pair,
 )
 
 __all__ = ["stft_magnitude", "mrstft_loss", "MRSTFTLoss"]
@@ -107,6 +107,7 @@ def _frobenius(x: Tensor) -> Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
 
 
+@validates_pair(ranks=(3,))
 def mrstft_loss(
     pred: Tensor,
     target: Tensor,
@@ -133,7 +134,6 @@ def mrstft_loss(
         ValueError: if ``T`` is shorter than the largest FFT size (our choice: refuse rather than silently drop a
             resolution and change what the loss means; pass smaller ``fft_sizes``).
     """
-    pred, target = prepare_pair(pred, target, ranks=(3,))
     check_choice(reduction, "reduction", REDUCTIONS)
     check_positive(eps, "eps")
     for name, seq in (("fft_sizes", fft_sizes), ("hop_sizes", hop_sizes), ("win_lengths", win_lengths)):

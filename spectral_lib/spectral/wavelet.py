@@ -32,8 +32,8 @@ from .fourier import (
     _LossModule,
     autocast_disabled,
     compute_dtype,
-    prepare_pair,
     reduce_batch,
+    validates_pair,
 )
 
 __all__ = [
@@ -191,6 +191,7 @@ def _band_weights(
     return per_level, per_orientation
 
 
+@validates_pair()
 def wavelet_loss(
     pred: Tensor,
     target: Tensor,
@@ -232,7 +233,6 @@ def wavelet_loss(
         band_weights: 2-D only, ``{"horizontal": w, "vertical": w, "diagonal": w}``; missing keys mean 1.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (shape ``(B,)``).
     """
-    pred, target = prepare_pair(pred, target)
     check_choice(distance, "distance", DISTANCES)
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(mode, "mode", WAVELET_MODES)
