@@ -16,6 +16,9 @@ from spectral_lib.spectral import (
     fourier_amplitude_loss,
     fourier_loss,
     fourier_phase_loss,
+    highpass,
+    lowpass,
+    radial_filter,
     radial_frequency,
     rfft_bin_weights,
     rfft_spectrum,
@@ -187,6 +190,23 @@ def test_circular_shift_changes_phase_not_amplitude(generator):
     assert fourier_loss(shifted, x, coupling="product").item() == pytest.approx(0.0, abs=1e-12)
     audio = torch.randn(2, 1, 32, generator=generator, dtype=torch.float64)
     assert fourier_amplitude_loss(torch.roll(audio, 7, -1), audio).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_radial_filters():
+    n = 64
+    t = torch.arange(n, dtype=torch.float64)
+    slow = torch.cos(2 * math.pi * 3 * t / n)  # f = 3/64
+    fast = torch.sin(2 * math.pi * 20 * t / n)  # f = 20/64
+    image = (slow[:, None] + fast[None, :])[None, None]
+    torch.testing.assert_close(lowpass(image, 0.1), slow[:, None].expand(n, n)[None, None])
+    torch.testing.assert_close(highpass(image, 0.1), fast[None, :].expand(n, n)[None, None])
+    audio = torch.randn(2, 3, 101, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(lowpass(audio, 0.2) + highpass(audio, 0.2), audio)
+    # a Gaussian gain is a Gaussian blur: the cosine's amplitude drops by exp(-2 pi^2 sigma^2 f^2)
+    blurred = radial_filter(slow[None, None], lambda f: torch.exp(-2 * math.pi**2 * 2.0**2 * f**2))
+    torch.testing.assert_close(blurred[0, 0], slow * math.exp(-2 * math.pi**2 * 4.0 * (3 / n) ** 2))
+    with pytest.raises(ValueError, match="cutoff"):
+        lowpass(audio, -0.1)
 
 
 # ---------------------------------------------------------------------------------------------- gradients

@@ -70,6 +70,9 @@ __all__ = [
     "amplitude_phase",
     "rfft_bin_weights",
     "radial_frequency",
+    "radial_filter",
+    "lowpass",
+    "highpass",
     "fourier_amplitude_loss",
     "fourier_phase_loss",
     "fourier_loss",
@@ -322,6 +325,38 @@ def radial_frequency(
     fy = torch.fft.fftfreq(h, device=device, dtype=dtype)
     fx = torch.fft.rfftfreq(w, device=device, dtype=dtype)
     return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+
+
+def radial_filter(x: Tensor, gain: Callable[[Tensor], Tensor]) -> Tensor:
+    """Multiply the spectrum of ``x`` by ``gain(|f|)`` and transform back (differentiable).
+
+    Args:
+        x: ``(B, C, T)`` or ``(B, C, H, W)``.
+        gain: function of the radial frequency ``|f|`` in cycles per sample (:func:`radial_frequency`, Nyquist 0.5)
+            returning a real tensor of the same shape (or a boolean mask), e.g. ``lambda f: f <= 0.1`` or a
+            Gaussian ``lambda f: torch.exp(-2 * torch.pi**2 * sigma**2 * f**2)`` (a blur of ``sigma`` samples).
+
+    Returns:
+        The filtered signal, ``x``'s shape, float32 (float64 for float64 input).
+    """
+    x = check_signal(x, "x")
+    x = x.to(compute_dtype(x))
+    dims, shape = spectral_dims(x), tuple(x.shape[2:])
+    with autocast_disabled(x.device):
+        weights = gain(radial_frequency(shape, device=x.device, dtype=x.dtype)).to(x.dtype)
+        return torch.fft.irfftn(real_fft(x, dims, "ortho") * weights, s=shape, dim=dims, norm="ortho")
+
+
+def lowpass(x: Tensor, cutoff: float) -> Tensor:
+    """Ideal low-pass filter: keep the frequencies with ``|f| <= cutoff`` (cycles per sample, Nyquist 0.5)."""
+    check_positive(cutoff, "cutoff", allow_zero=True)
+    return radial_filter(x, lambda f: f <= cutoff)
+
+
+def highpass(x: Tensor, cutoff: float) -> Tensor:
+    """Ideal high-pass filter: keep ``|f| > cutoff``; ``lowpass(x, c) + highpass(x, c) == x``."""
+    check_positive(cutoff, "cutoff", allow_zero=True)
+    return radial_filter(x, lambda f: f > cutoff)
 
 
 def _spectral_mean(values: Tensor, signal_shape: tuple[int, ...]) -> Tensor:
