@@ -21,7 +21,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,docs,diffusers]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[test,docs,diffusers,audio-metrics]"
 	touch $(STAMP)
 
 # Unit tests and every notebook at the smoke profile (two workers), then the HTML book built from those executed
