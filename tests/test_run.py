@@ -126,3 +126,10 @@ def test_default_run_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("SPECTRAL_RUNS_DIR", str(tmp_path))
     cfg = get_profile("checkerboard", "cpu").replace(regularizer="wavelet", formulation="edm", seed=3)
     assert run_mod.default_run_dir(cfg) == tmp_path / "checkerboard-cpu-edm-wavelet-seed3"
+
+
+def test_cache_with_an_unresumable_change_is_refused_and_keeps_the_result(finished):
+    with pytest.raises(ValueError, match=r"cannot resume .*lr: checkpoint 0\.001, now 0\.5"):
+        run_experiment("checkerboard", regularizer="wavelet", formulation="ddim", out=finished.out_dir,
+                       resume=True, **{**TINY, "lr": 0.5})
+    assert (finished.out_dir / "metrics.json").exists()

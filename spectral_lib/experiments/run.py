@@ -290,6 +290,8 @@ def run_experiment(
         saved = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
         if not _differs(saved, config, CACHE_INSENSITIVE):
             return load_run(out_dir)
+        # Refuse before touching anything when training could not continue (the trainer would refuse too).
+        train_mod.check_resumable(saved.to_dict(), config, out_dir / "config.json")
         (out_dir / "metrics.json").unlink()  # the stored result no longer answers this config; compute it again
 
     trained = train_mod.train(config, out_dir, resume=resume, progress=progress)

@@ -64,6 +64,7 @@ __all__ = [
     "build_components",
     "setup_distributed",
     "checkpoint_path",
+    "check_resumable",
     "RESUMABLE_CHANGES",
 ]
 
@@ -281,7 +282,9 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-def _check_resumable(saved: Mapping[str, Any], config: ExperimentConfig, path: Path) -> None:
+def check_resumable(saved: Mapping[str, Any], config: ExperimentConfig, path: Path) -> None:
+    """Raise ``ValueError`` naming every key, other than :data:`RESUMABLE_CHANGES`, where ``config`` differs from
+    the ``saved`` config dict of ``path``."""
     current = config.to_dict()
     differing = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if differing:
@@ -433,6 +436,9 @@ def train(
     Returns:
         :class:`TrainResult` with the trained model, its EMA copy and the log of this session.
 
+    Seeds the global torch, NumPy and Python generators of the calling process (``config.seed``, then each rank's
+    own streams), as any reproducible training must.
+
     Raises:
         FileExistsError: a checkpoint exists and ``resume`` is false.
         ValueError: resuming with a config that differs in more than :data:`RESUMABLE_CHANGES`.
@@ -477,7 +483,7 @@ def train(
     start_step, elapsed_before = 0, 0.0
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt, map_location="cpu")
-        _check_resumable(state["config"], config, ckpt)
+        check_resumable(state["config"], config, ckpt)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
