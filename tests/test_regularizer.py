@@ -128,3 +128,14 @@ def test_validates_once_with_the_terms_ranks(generator):
     assert SpectralRegularizer({"fourier": 1.0}).ranks == (3, 4)
     with pytest.raises(ValueError, match="levels must be an integer"):  # option values still checked by the term
         SpectralRegularizer({"wavelet": {"levels": 0}})(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16))
+
+
+def test_loss_benchmark_runs_every_term_at_tiny_size():
+    from spectral_lib.bench.losses import format_table, time_losses
+
+    rows = time_losses(batch=2, channels=1, size=16, repeats=1, warmup=0)
+    names = [row["name"] for row in rows]
+    assert names[0] == "mse" and "mrstft" in names and "wavelet bior1.3, 2 levels" in names
+    assert all(row["ms"] > 0 and row["ratio_vs_mse"] > 0 for row in rows)
+    assert rows[names.index("mrstft")]["shape"] == (2, 1, 2048)
+    assert "fourier_amp_phase (additive)" in format_table(rows)

@@ -3,8 +3,10 @@
     python -m spectral_lib.bench.losses [--batch 64 --channels 3 --size 64 --repeats 20 --device cpu]
 
 Images ``(batch, channels, size, size)``; the audio-only MR-STFT runs on ``(batch, 1, channels * size * size)``,
-the same number of values, next to an MSE on that audio batch. Each entry is the median over ``repeats`` timed
-runs after ``warmup`` untimed ones; the ratio is ``ms / ms(MSE on the same batch)``. The paper claims the overhead
+the same number of values, next to an MSE on that audio batch. Each entry is the median over ``repeats``
+interleaved rounds (every loss once per round) after ``warmup`` untimed ones; the ratio is
+``ms / ms(MSE on the same batch)``. Wall-clock times: on a busy machine (more runnable threads than cores) they
+inflate, most for multi-threaded runs; compare ratios from one run, not numbers across runs. The paper claims the overhead
 is "negligible" without numbers; this is our measurement (of the loss alone, without a network: in training the
 network's forward and backward dominate, so the ratio here is an upper bound on the relative overhead).
 """
@@ -19,28 +21,41 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from spectral_lib.spectral import fourier_amplitude_loss, fourier_loss, fourier_phase_loss, mrstft_loss, wavelet_loss
+from spectral_lib.spectral import (
+    fourier_amplitude_loss,
+    fourier_loss,
+    fourier_phase_loss,
+    mrstft_loss,
+    wavelet_loss,
+    wavelet_max_level,
+)
 
-__all__ = ["LOSSES", "time_losses", "main"]
+__all__ = ["loss_cases", "time_losses", "format_table", "main"]
 
 
 def _mse(pred: Tensor, target: Tensor) -> Tensor:
     return torch.nn.functional.mse_loss(pred, target)
 
 
-#: name -> (signal kind, loss). "image" runs on (B, C, S, S), "audio" on (B, 1, C*S*S).
-LOSSES: dict[str, tuple[str, Callable[[Tensor, Tensor], Tensor]]] = {
-    "mse": ("image", _mse),
-    "fourier_amp": ("image", fourier_amplitude_loss),
-    "fourier_phase": ("image", fourier_phase_loss),
-    "fourier_amp_phase (additive)": ("image", fourier_loss),
-    "fourier_amp_phase (per_frequency)": ("image", lambda p, t: fourier_loss(p, t, coupling="per_frequency")),
-    "fourier_amp_phase (product)": ("image", lambda p, t: fourier_loss(p, t, coupling="product")),
-    "wavelet haar, 3 levels": ("image", lambda p, t: wavelet_loss(p, t, wavelet="haar", levels=3)),
-    "wavelet bior1.3, 3 levels": ("image", lambda p, t: wavelet_loss(p, t, wavelet="bior1.3", levels=3)),
-    "mse (audio)": ("audio", _mse),
-    "mrstft": ("audio", mrstft_loss),
-}
+def loss_cases(size: int = 64) -> dict[str, tuple[str, Callable[[Tensor, Tensor], Tensor]]]:
+    """name -> (signal kind, loss). "image" runs on (B, C, size, size), "audio" on (B, 1, T).
+
+    Wavelets use 3 levels (the default), or fewer when ``size`` is too small for them.
+    """
+    haar = min(3, wavelet_max_level(size, "haar"))
+    bior = min(3, wavelet_max_level(size, "bior1.3"))
+    return {
+        "mse": ("image", _mse),
+        "fourier_amp": ("image", fourier_amplitude_loss),
+        "fourier_phase": ("image", fourier_phase_loss),
+        "fourier_amp_phase (additive)": ("image", fourier_loss),
+        "fourier_amp_phase (per_frequency)": ("image", lambda p, t: fourier_loss(p, t, coupling="per_frequency")),
+        "fourier_amp_phase (product)": ("image", lambda p, t: fourier_loss(p, t, coupling="product")),
+        f"wavelet haar, {haar} levels": ("image", lambda p, t: wavelet_loss(p, t, wavelet="haar", levels=haar)),
+        f"wavelet bior1.3, {bior} levels": ("image", lambda p, t: wavelet_loss(p, t, wavelet="bior1.3", levels=bior)),
+        "mse (audio)": ("audio", _mse),
+        "mrstft": ("audio", mrstft_loss),
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -48,17 +63,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_one(loss: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor, repeats: int, warmup: int) -> float:
-    times = []
-    for i in range(warmup + repeats):
-        pred.grad = None
-        _sync(pred.device)
-        start = time.perf_counter()
-        loss(pred, target).backward()
-        _sync(pred.device)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def _time_once(loss: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor) -> float:
+    pred.grad = None
+    _sync(pred.device)
+    start = time.perf_counter()
+    loss(pred, target).backward()
+    _sync(pred.device)
+    return (time.perf_counter() - start) * 1e3
 
 
 def time_losses(
@@ -71,7 +82,7 @@ def time_losses(
     warmup: int = 3,
     seed: int = 0,
 ) -> list[dict]:
-    """Median forward + backward time of each loss in :data:`LOSSES`, in ms, and its ratio to MSE.
+    """Median forward + backward time of each loss of :func:`loss_cases`, in ms, and its ratio to MSE.
 
     Returns:
         One dict per loss: ``name``, ``shape`` (the input shape), ``ms`` (median), ``ratio_vs_mse`` (``ms`` over
@@ -79,13 +90,22 @@ def time_losses(
     """
     device = torch.device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    shapes = {"image": (batch, channels, size, size), "audio": (batch, 1, channels * size * size)}
+    # audio: as many values as the image batch, but at least the largest default FFT size of the MR-STFT
+    shapes = {"image": (batch, channels, size, size), "audio": (batch, 1, max(channels * size * size, 2048))}
+    cases = loss_cases(size)
     inputs = {}
     for kind, shape in shapes.items():
         pred = torch.randn(shape, generator=generator).to(device).requires_grad_(True)
         target = torch.randn(shape, generator=generator).to(device)
         inputs[kind] = (pred, target)
-    times = {name: _time_one(fn, *inputs[kind], repeats, warmup) for name, (kind, fn) in LOSSES.items()}
+    # Interleaved rounds (every loss once per round), so that a change in machine load hits all losses alike.
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for round_index in range(warmup + repeats):
+        for name, (kind, fn) in cases.items():
+            elapsed = _time_once(fn, *inputs[kind])
+            if round_index >= warmup:
+                samples[name].append(elapsed)
+    times = {name: statistics.median(values) for name, values in samples.items()}
     baseline = {"image": times["mse"], "audio": times["mse (audio)"]}
     return [
         {
@@ -96,7 +116,7 @@ def time_losses(
             "device": str(device),
             "threads": torch.get_num_threads(),
         }
-        for name, (kind, _) in LOSSES.items()
+        for name, (kind, _) in cases.items()
     ]
 
 
