@@ -1,15 +1,17 @@
 """Figures shared by the notebooks and the run folders: sample grids, radial spectra, waveforms, spectrograms.
 
-Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot``: nothing is registered with a
-GUI backend, nothing is shown twice in a notebook, and nothing piles up in long scripts. In a notebook, make the
-figure the last expression of a cell (or ``display(fig)``) to see it; :func:`save_figure` writes it atomically.
-The notebook's own backend (``inline``, ``widget``) is never changed.
+Every function returns a :class:`BookFigure`, a :class:`matplotlib.figure.Figure` built without ``pyplot``: nothing
+is registered with a GUI backend, nothing is shown twice in a notebook, and nothing piles up in long scripts. It
+renders itself as a PNG in Jupyter (``_repr_png_``) whatever the notebook's backend, so make the figure the last
+expression of a cell (or ``display(fig)``) to see it; :func:`save_figure` writes it atomically. The notebook's own
+backend (``inline``, ``widget``) is never changed, and no backend is forced globally.
 
 Every figure has a title, axis labels and units.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -21,6 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 __all__ = [
+    "BookFigure",
     "make_grid",
     "sample_grid",
     "compare_grids",
@@ -29,6 +32,15 @@ __all__ = [
     "plot_spectrogram",
     "save_figure",
 ]
+
+
+class BookFigure(Figure):
+    """A matplotlib ``Figure`` that Jupyter displays as a PNG without ``pyplot`` or an inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def _as_images(samples: torch.Tensor | np.ndarray, name: str = "samples") -> np.ndarray:
@@ -82,7 +94,7 @@ def sample_grid(
     samples: torch.Tensor | np.ndarray, nrow: int | None = None, title: str = "Samples", *, size: float = 4.0
 ) -> Figure:
     """One grid of images in ``[-1, 1]`` (grayscale or RGB), ``nrow`` per row (default ``ceil(sqrt(B))``)."""
-    fig = Figure(figsize=(size, size), layout="constrained")
+    fig = BookFigure(figsize=(size, size), layout="constrained")
     _draw_grid(fig.add_subplot(), samples, nrow, title)
     return fig
 
@@ -94,7 +106,7 @@ def compare_grids(
     """Grids side by side, one panel per entry of ``{name: samples}`` (e.g. data, baseline, wavelet)."""
     if not grids:
         raise ValueError("grids is empty; expected {name: samples}")
-    fig = Figure(figsize=(size * len(grids), size + 0.4), layout="constrained")
+    fig = BookFigure(figsize=(size * len(grids), size + 0.4), layout="constrained")
     axes = fig.subplots(1, len(grids), squeeze=False)[0]
     for ax, (name, samples) in zip(axes, grids.items()):
         _draw_grid(ax, samples, nrow, name)
@@ -116,7 +128,7 @@ def plot_radial_spectra(
     ``reference`` is the data's spectrum (drawn black and dashed): the name of one entry, or a ``(freqs, power)``
     pair labelled "data". Power is in arbitrary units (squared amplitude of the orthonormal DFT, averaged).
     """
-    fig = Figure(figsize=size, layout="constrained")
+    fig = BookFigure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
     items = dict(spectra)
     ref_name: str | None = None
@@ -163,7 +175,7 @@ def plot_waveform(
     With ``sample_rate`` the time axis is in seconds, otherwise in samples. Amplitude is in the data range.
     """
     waves = _as_waves(wave)
-    fig = Figure(figsize=(size[0], size[1] * len(waves)), layout="constrained")
+    fig = BookFigure(figsize=(size[0], size[1] * len(waves)), layout="constrained")
     axes = fig.subplots(len(waves), 1, squeeze=False, sharex=True)[:, 0]
     t = np.arange(waves.shape[1]) / (sample_rate or 1)
     for i, (ax, w) in enumerate(zip(axes, waves)):
@@ -190,7 +202,7 @@ def plot_spectrogram(
     spec = torch.stft(x, n_fft, hop_length, window=torch.hann_window(n_fft), return_complex=True).abs()
     db = 20 * torch.log10(spec.clamp_min(1e-10) / spec.max().clamp_min(1e-10))
     db = db.clamp_min(-top_db).numpy()
-    fig = Figure(figsize=size, layout="constrained")
+    fig = BookFigure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
     extent = (0.0, x.numel() / sample_rate, 0.0, sample_rate / 2 / 1000)
     image = ax.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=-top_db, vmax=0)

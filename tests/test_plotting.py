@@ -103,3 +103,12 @@ def test_plotting_does_not_touch_pyplot_or_the_backend():
         assert "matplotlib.pyplot" not in sys.modules
     else:
         assert matplotlib.get_backend() == backend
+
+
+def test_figures_render_as_png_in_jupyter_without_pyplot():
+    fig = plotting.plot_radial_spectra({"a": (np.arange(4), np.arange(4) + 1.0)})
+    assert isinstance(fig, plotting.BookFigure) and isinstance(fig, Figure)
+    from IPython.core.formatters import PNGFormatter
+
+    png = PNGFormatter()(fig)  # what a notebook shows for the last expression of a cell
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
