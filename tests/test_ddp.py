@@ -86,6 +86,25 @@ def test_two_cpu_ranks_stay_identical(tmp_path):
         assert not torch.equal(ranks[0]["rng"]["generators"][stream], ranks[1]["rng"]["generators"][stream])
 
 
+@pytest.mark.slow
+def test_the_cli_runs_unchanged_under_torchrun(tmp_path):
+    """``torchrun -m spectral_lib train``: rank 0 writes one finished run folder and prints its metrics once."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(_free_port()), "-m", "spectral_lib", "train", "--experiment", "checkerboard",
+        "--profile", "smoke", "--steps", "2", "--set", "data.size=16", "--set", "n_samples=2", "--set",
+        "sample_steps=2", "--device", "cpu", "--no-progress", "--out", str(out),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("finished in") == 1
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints", "config.json", "figures", "log.jsonl", "metrics.json", "samples.pt"
+    ]
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     _rank_main(Path(sys.argv[1]))
