@@ -33,7 +33,7 @@ from spectral_lib.device import default_device
 from spectral_lib.experiments import train as train_mod
 from spectral_lib.experiments.checkpoint import atomic_path, atomic_write_text, load_checkpoint
 from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
-from spectral_lib.experiments.sources import build_source
+from spectral_lib.experiments.sources import build_source, split_batch
 
 __all__ = [
     "RunResult",
@@ -46,6 +46,8 @@ __all__ = [
     "reference_data",
     "default_run_dir",
     "EVALUATORS",
+    "SAMPLERS",
+    "REFERENCES",
     "CACHE_INSENSITIVE",
 ]
 
@@ -117,11 +119,37 @@ def generate_samples(
     return torch.cat(out)
 
 
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {}
+"""``experiment -> fn(model, formulation, config, *, n, steps, seed, device, progress) -> samples`` for experiments
+whose samples are not unconditional draws (the LJSpeech vocoder vocodes held-out utterances from their mels, see
+:mod:`spectral_lib.experiments.speech`); the others use :func:`generate_samples`. Register others here."""
+
+REFERENCES: dict[str, Callable[[ExperimentConfig, int], torch.Tensor]] = {}
+"""``experiment -> fn(config, n) -> reference (n, C, ...)``: the data the samples are evaluated against, paired with
+them when the experiment has its own sampler (the original held-out utterances); the others use training
+examples (:func:`reference_data`)."""
+
+
+def _draw(model: torch.nn.Module, formulation: Any, config: ExperimentConfig, shape: tuple[int, ...], *, n: int,
+          steps: int | None, seed: int, device: torch.device | str, progress: bool) -> torch.Tensor:
+    """The experiment's samples: its registered sampler (:data:`SAMPLERS`) or :func:`generate_samples`."""
+    sampler = SAMPLERS.get(config.experiment)
+    if sampler is not None:
+        return sampler(model, formulation, config, n=n, steps=steps, seed=seed, device=device, progress=progress)
+    return generate_samples(model, formulation, shape, n, steps=steps, seed=seed, device=device,
+                            batch_size=config.sample_batch_size, sample_kwargs=config.sample_kwargs,
+                            progress=progress)
+
+
 def reference_data(config: ExperimentConfig, n: int) -> torch.Tensor:
-    """``n`` training examples for the evaluation, drawn from their own seeded stream (not the training one)."""
+    """``n`` training examples for the evaluation, drawn from their own seeded stream (not the training one), or the
+    experiment's own reference (:data:`REFERENCES`). Dict batches give their signal (``split_batch``)."""
+    if config.experiment in REFERENCES:
+        return REFERENCES[config.experiment](config, n).float().cpu()
     source = build_source(config.data, data_dir=config.data_dir, seed=train_mod.stream_seed(config.seed, "reference"))
     g = torch.Generator().manual_seed(train_mod.stream_seed(config.seed, "reference"))
-    return source.sample(n, g).float().cpu()
+    x0, _ = split_batch(source.sample(n, g))
+    return x0.float().cpu()
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -300,10 +328,9 @@ def run_experiment(
     device = next(trained.ema_model.parameters()).device
     shape = tuple(load_checkpoint(train_mod.checkpoint_path(out_dir))["sample_shape"])
     t1 = time.perf_counter()
-    samples = generate_samples(
-        trained.ema_model, trained.formulation, shape, config.n_samples, steps=config.sample_steps,
-        seed=train_mod.stream_seed(config.seed, "samples"), device=device, batch_size=config.sample_batch_size,
-        sample_kwargs=config.sample_kwargs, progress=progress,
+    samples = _draw(
+        trained.ema_model, trained.formulation, config, shape, n=config.n_samples, steps=config.sample_steps,
+        seed=train_mod.stream_seed(config.seed, "samples"), device=device, progress=progress,
     )
     sample_time = time.perf_counter() - t1
     _save_samples(out_dir / "samples.pt", samples)
@@ -363,11 +390,10 @@ def sample_run(
     model.load_state_dict(state["ema"] if ema else state["model"])
     formulation = train_mod.build_formulation(config)
     dev = default_device(device if device is not None else config.device)
-    samples = generate_samples(
-        model, formulation, tuple(state["sample_shape"]), int(n or config.n_samples),
+    samples = _draw(
+        model, formulation, config, tuple(state["sample_shape"]), n=int(n or config.n_samples),
         steps=steps or config.sample_steps,
-        seed=train_mod.stream_seed(config.seed, "samples") if seed is None else seed, device=dev,
-        batch_size=config.sample_batch_size, sample_kwargs=config.sample_kwargs, progress=progress,
+        seed=train_mod.stream_seed(config.seed, "samples") if seed is None else seed, device=dev, progress=progress,
     )
     if save:
         _save_samples(out_dir / "samples.pt", samples)

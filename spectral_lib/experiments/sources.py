@@ -25,7 +25,7 @@ from spectral_lib._checks import check_choice
 
 __all__ = [
     "Source", "DatasetSource", "epoch_permutation", "build_source", "sample_shape", "split_batch", "DATA_SOURCES",
-    "X_KEYS",
+    "X_KEYS", "resolve_data_dir", "standin_cache_dir",
 ]
 
 DATA_SOURCES = ("checkerboard", "images", "audio")
@@ -135,14 +135,79 @@ class DatasetSource:
         self._loader = None
 
 
+def standin_cache_dir() -> Path:
+    """Where stand-ins written on demand live: ``$SPECTRAL_DATA_DIR/standins`` (default: the system's temporary
+    folder, ``spectral_lib-standins``), so that notebooks write nothing beside themselves."""
+    import os
+    import tempfile
+
+    root = os.environ.get("SPECTRAL_DATA_DIR")
+    return Path(root) / "standins" if root else Path(tempfile.gettempdir()) / "spectral_lib-standins"
+
+
+def _write_standin(name: str, spec: Mapping[str, Any]) -> Path:
+    """Write the stand-in of source ``name`` with the writer's options ``spec`` once (atomically: a temporary folder
+    renamed into place) into :func:`standin_cache_dir`, keyed by the options; return its folder."""
+    import hashlib
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from spectral_lib.data import standin
+
+    writers = {"audio": standin.write_ljspeech_standin, "images": standin.write_image_standin}
+    if name not in writers:
+        raise ValueError(f'data["standin"] is only available for the sources {tuple(writers)}, got {name!r}')
+    if not isinstance(spec, Mapping):
+        raise ValueError(f'data["standin"] must be a dict of the stand-in writer\'s options, got {spec!r}')
+    key = json.dumps({"source": name, **spec}, sort_keys=True)
+    root = standin_cache_dir()
+    target = root / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (target / "standin.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    try:
+        options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()}
+        writers[name](tmp, **options)
+        (tmp / "standin.json").write_text(key + "\n")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same stand-in first
+            if not (target / "standin.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_data_dir(data: Mapping[str, Any], data_dir: str | Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """``(folder, options)`` of a config's ``data`` dict: the source's options without ``"source"`` and
+    ``"standin"``, and the folder to read.
+
+    ``data["standin"]`` (a dict of options of :func:`spectral_lib.data.standin.write_ljspeech_standin` for
+    ``"audio"``, :func:`~spectral_lib.data.standin.write_image_standin` for ``"images"``) makes a source usable
+    without data: when ``data_dir`` is ``None`` the stand-in is written once into :func:`standin_cache_dir` and
+    read from there. An explicit ``data_dir`` (the CLI's ``--data-dir``) always wins.
+    """
+    options = dict(data)
+    name = options.pop("source", None)
+    spec = options.pop("standin", None)
+    if data_dir is None and spec is not None:
+        return _write_standin(str(name), spec), options
+    return (Path(data_dir) if data_dir is not None else None), options
+
+
 def build_source(
     data: Mapping[str, Any], *, data_dir: str | Path | None = None, seed: int = 0, rank: int = 0,
     world_size: int = 1, num_workers: int = 0,
 ) -> Any:
-    """The source described by a config's ``data`` dict (``{"source": name, **options}``)."""
-    options = dict(data)
-    name = options.pop("source", None)
+    """The source described by a config's ``data`` dict (``{"source": name, **options}``; ``"standin"``: see
+    :func:`resolve_data_dir`)."""
+    name = dict(data).get("source")
     check_choice(name, 'data["source"]', DATA_SOURCES)
+    data_dir, options = resolve_data_dir(data, data_dir)
     if name == "checkerboard":
         from spectral_lib.data.checkerboard import CheckerboardSource
 

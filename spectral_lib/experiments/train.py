@@ -98,7 +98,9 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     """The network named by ``config.model = {"name": ..., "preset": ..., **overrides}``.
 
     ``"unet2d"``: ``UNet2D(unet2d_preset(preset, in_channels=config.data["channels"], **overrides))``;
-    ``"diffwave"``: ``DiffWave(diffwave_preset(preset, **overrides))``.
+    ``"diffwave"``: ``DiffWave(diffwave_preset(preset, **overrides))``, or with ``"pretrained": name or path`` the
+    published weights loaded into that architecture (fine-tuning; see
+    :func:`spectral_lib.models.diffwave_pretrained.load_pretrained_diffwave`).
     """
     options = dict(config.model)
     name = options.pop("name", "unet2d")
@@ -111,7 +113,13 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     if name == "diffwave":
         from spectral_lib import models
 
-        return models.DiffWave(models.diffwave_preset(preset or "small", **options))
+        pretrained = options.pop("pretrained", None)
+        architecture = models.diffwave_preset(preset or "small", **options)
+        if pretrained:
+            from spectral_lib.models.diffwave_pretrained import load_pretrained_diffwave
+
+            return load_pretrained_diffwave(pretrained, config=architecture).train()
+        return models.DiffWave(architecture)
     raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave'")
 
 
