@@ -100,12 +100,16 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     ``"unet2d"``: ``UNet2D(unet2d_preset(preset, in_channels=config.data["channels"], **overrides))``;
     ``"diffwave"``: ``DiffWave(diffwave_preset(preset, **overrides))``, or with ``"pretrained": name or path`` the
     published weights loaded into that architecture (fine-tuning; see
-    :func:`spectral_lib.models.diffwave_pretrained.load_pretrained_diffwave`).
+    :func:`spectral_lib.models.diffwave_pretrained.load_pretrained_diffwave`);
+    ``"edm_pretrained"``: an official EDM checkpoint to fine-tune, ``{"network": name, URL or path, "edm_repo": ...,
+    "dropout": ...}`` (:func:`spectral_lib.models.edm_pretrained.pretrained_edm`; needs ``formulation="edm"``).
+    ``"in_channels"`` in ``config.model`` overrides ``config.data["channels"]`` (image folders are RGB and take no
+    ``channels`` option).
     """
     options = dict(config.model)
     name = options.pop("name", "unet2d")
     preset = options.pop("preset", None)
-    channels = int(config.data.get("channels", 1))
+    channels = int(options.pop("in_channels", config.data.get("channels", 1)))
     if name == "unet2d":
         from spectral_lib.models.unet2d import UNet2D, unet2d_preset
 
@@ -120,7 +124,13 @@ def build_model(config: ExperimentConfig) -> nn.Module:
 
             return load_pretrained_diffwave(pretrained, config=architecture).train()
         return models.DiffWave(architecture)
-    raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave'")
+    if name == "edm_pretrained":
+        from spectral_lib.models.edm_pretrained import check_edm_formulation, pretrained_edm
+
+        network = pretrained_edm(**options)
+        check_edm_formulation(network, config.formulation, config.formulation_kwargs)
+        return network
+    raise ValueError(f"unknown model name {name!r}; valid: 'unet2d', 'diffwave', 'edm_pretrained'")
 
 
 def build_formulation(config: ExperimentConfig) -> Any:
