@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="named configuration: smoke (seconds), cpu (minutes), gpu (Colab/GPU) (default: cpu)")
     t.add_argument("--regularizer", default="none", choices=names["regularizers"],
                    help="spectral term on x0_hat; 'none' is the plain diffusion baseline (default: none)")
-    t.add_argument("--formulation", default="ddpm", choices=names["formulations"],
+    t.add_argument("--formulation", choices=names["formulations"],
                    help="ddpm (ancestral sampling), ddim (DDPM training, DDIM sampling) or edm (Heun) "
-                        "(default: ddpm)")
+                        "(default: the profile's; ddpm for checkerboard, edm for ffhq)")
     t.add_argument("--lambda-spec", type=float, help="weight lambda of the spectral term (default: the profile's)")
     t.add_argument("--spectral-weighting", choices=names["weightings"],
                    help="'none' (lambda alone, the paper's unweighted) or 'formulation' (lambda times the "

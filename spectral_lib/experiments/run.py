@@ -264,7 +264,7 @@ def run_experiment(
     *,
     profile: str = "cpu",
     regularizer: str = "none",
-    formulation: str = "ddpm",
+    formulation: str | None = None,
     out: str | os.PathLike[str] | None = None,
     seed: int | None = None,
     resume: bool = False,
@@ -278,7 +278,8 @@ def run_experiment(
         experiment, profile: a named configuration (:func:`~spectral_lib.experiments.profiles.get_profile`).
         regularizer: a name of ``SPECTRAL_REGULARIZERS`` (``"none"`` is the baseline).
         formulation: ``"ddpm"`` (ancestral sampling, respaced to the profile's ``sample_steps``), ``"ddim"`` (DDPM
-            training, deterministic DDIM sampling with ``sample_steps``) or ``"edm"`` (Heun with ``sample_steps``).
+            training, deterministic DDIM sampling with ``sample_steps``) or ``"edm"`` (Heun with ``sample_steps``);
+            ``None``: the profile's (``"ddpm"`` unless the profile says otherwise, e.g. ``"edm"`` for ``ffhq``).
         out: the run folder (default :func:`default_run_dir`).
         seed: overrides the profile's seed.
         resume: reuse a finished run with the same configuration (a cache) or continue an interrupted one.
@@ -297,8 +298,10 @@ def run_experiment(
     from spectral_lib.spectral import SPECTRAL_REGULARIZERS
 
     check_choice(regularizer, "regularizer", SPECTRAL_REGULARIZERS)
-    check_choice(formulation, "formulation", FORMULATIONS)
-    changes = dict(overrides, regularizer=regularizer, formulation=formulation)
+    changes = dict(overrides, regularizer=regularizer)
+    if formulation is not None:
+        check_choice(formulation, "formulation", FORMULATIONS)
+        changes["formulation"] = formulation
     if seed is not None:
         changes["seed"] = seed
     config = get_profile(experiment, profile).replace(**changes)
