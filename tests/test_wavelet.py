@@ -190,3 +190,39 @@ def test_input_errors():
         wavelet_loss(torch.full((1, 1, 16), float("inf")), torch.zeros(1, 1, 16))
     with pytest.raises(ValueError, match="x must be 3-D"):
         wavelet_decompose(torch.zeros(16))
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 300), (1, 1, 20, 270)])
+def test_long_signals_take_the_ptwt_path_and_match_pywavelets(shape, generator):
+    # every side <= DENSE_MAX_SIZE runs as matrix products; a longer side goes through ptwt's convolutions
+    from spectral_lib.spectral.wavelet import DENSE_MAX_SIZE
+
+    assert max(shape[2:]) > DENSE_MAX_SIZE
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    for band, ref in zip(wavelet_decompose(x, "bior1.3", 2), _pywt_bands(x.numpy(), "bior1.3", 2, "reflect")):
+        np.testing.assert_allclose(band.coeffs.numpy(), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 37), (2, 1, 19, 24)])
+def test_dense_and_ptwt_paths_agree_values_and_gradients(shape, generator, monkeypatch):
+    import spectral_lib.spectral.wavelet as wavelet_module
+
+    pred = torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(shape, generator=generator, dtype=torch.float64)
+    results = []
+    for dense_max in (wavelet_module.DENSE_MAX_SIZE, 0):  # 0: every signal goes through ptwt
+        monkeypatch.setattr(wavelet_module, "DENSE_MAX_SIZE", dense_max)
+        value = wavelet_loss(pred, target, wavelet="bior1.3", levels=2, mode="symmetric", reduction="none")
+        results.append((value, *torch.autograd.grad(value.sum(), pred)))
+    for dense, convolved in zip(*results):
+        torch.testing.assert_close(dense, convolved, rtol=1e-12, atol=1e-12)
+
+
+def test_matrices_first_built_in_inference_mode_still_serve_autograd(generator):
+    shape = (1, 1, 23, 29)  # a size no other test uses, so that the cached matrices are built right here
+    pred = torch.randn(shape, generator=generator, requires_grad=True)
+    target = torch.randn(shape, generator=generator)
+    with torch.inference_mode():
+        wavelet_loss(pred, target, wavelet="db2", levels=2)
+    (grad,) = torch.autograd.grad(wavelet_loss(pred, target, wavelet="db2", levels=2), pred)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
