@@ -30,7 +30,7 @@ from spectral_lib.spectral import (
     wavelet_max_level,
 )
 
-__all__ = ["loss_cases", "time_losses", "format_table", "main"]
+__all__ = ["loss_cases", "time_losses", "loss_scaling", "format_table", "main"]
 
 
 def _mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -59,8 +59,11 @@ def loss_cases(size: int = 64) -> dict[str, tuple[str, Callable[[Tensor, Tensor]
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that wall-clock time covers it (CUDA and MPS run asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _time_once(loss: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor) -> float:
@@ -118,6 +121,25 @@ def time_losses(
         }
         for name, (kind, _) in cases.items()
     ]
+
+
+def loss_scaling(profile: str = "cpu", *, device: str | torch.device = "cpu", channels: int = 1) -> list[dict]:
+    """:func:`time_losses` at each image side of the bench profile's ``loss_sizes`` (how the cost grows with N).
+
+    Uses the profile's ``loss_batch`` and ``loss_repeats`` (:data:`spectral_lib.bench.steps.BENCH_PROFILES`).
+
+    Returns:
+        The rows of every size, each also with ``size`` (the image side), ``pixels`` (``size**2``, per channel) and
+        ``loss`` (the name without its level count, e.g. ``"wavelet haar"``, the same at every size).
+    """
+    from spectral_lib.bench.steps import get_bench_profile
+
+    bench = get_bench_profile(profile)
+    rows: list[dict] = []
+    for size in bench.loss_sizes:
+        for row in time_losses(bench.loss_batch, channels, size, bench.loss_repeats, device):
+            rows.append({**row, "size": size, "pixels": size * size, "loss": row["name"].split(",")[0]})
+    return rows
 
 
 def format_table(rows: list[dict]) -> str:

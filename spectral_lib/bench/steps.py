@@ -14,6 +14,14 @@ Cases (the networks of the book's chapters):
   15 872 samples, DiffWave's training crop.
 
 The paper calls the overhead "negligible" without a number; our target is ≤ 1.10× on a CPU and ≤ 1.03× on a GPU.
+
+With ``time_terms=True`` every round also times the regularizer alone (forward + backward of the spectral term on a
+batch of x̂₀'s shape), so each row also gives the term's **share** of the step, ``term_ms / ms``: a direct measure of
+the overhead that a loaded machine blurs less than the ratio of two step medians.
+
+The cost chapter (``book/10_cost.ipynb``) sweeps image size and batch size with :func:`overhead_sweep`, at the
+values of :data:`BENCH_PROFILES` (``smoke``, ``cpu``, ``gpu``), on the checkerboard experiment's UNet of the same
+profile.
 """
 
 from __future__ import annotations
@@ -26,7 +34,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["StepCase", "CASES", "default_cases", "time_training_steps", "run_cases", "format_table"]
+__all__ = [
+    "StepCase",
+    "CASES",
+    "default_cases",
+    "time_training_steps",
+    "run_cases",
+    "format_table",
+    "BenchProfile",
+    "BENCH_PROFILES",
+    "get_bench_profile",
+    "checkerboard_case",
+    "overhead_sweep",
+]
 
 
 @dataclass(frozen=True)
@@ -68,8 +88,11 @@ CASES = tuple(default_cases())
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that wall-clock time covers it (CUDA and MPS run asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _build(case: StepCase, device: torch.device) -> tuple[torch.nn.Module, Any]:
@@ -90,6 +113,24 @@ def _applies(name: str, kind: str) -> bool:
     return not (name == "mrstft" and kind == "image")  # the STFT loss is for waveforms
 
 
+def _regularizer(name: str, case: StepCase) -> Any:
+    """``SpectralRegularizer.from_name(name)``; a wavelet term gets at most the deepest level that fits the input."""
+    import inspect
+
+    from spectral_lib.spectral import SpectralRegularizer, wavelet_loss, wavelet_max_level
+
+    if name == "none":
+        return None
+    reg = SpectralRegularizer.from_name(name)
+    options = reg.options.get("wavelet")
+    if options is not None:
+        defaults = inspect.signature(wavelet_loss).parameters
+        deepest = wavelet_max_level(min(case.shape[1:]), options.get("wavelet", defaults["wavelet"].default))
+        if options.get("levels", defaults["levels"].default) > deepest:
+            reg = SpectralRegularizer.from_name(name, levels=deepest)
+    return reg
+
+
 def time_training_steps(
     case: StepCase,
     regularizers: Sequence[str] | None = None,
@@ -99,6 +140,7 @@ def time_training_steps(
     device: str | torch.device = "cpu",
     amp: str = "off",
     seed: int = 0,
+    time_terms: bool = False,
 ) -> list[dict[str, Any]]:
     """Median time of one training step of ``case`` with each regularizer, and its ratio to ``"none"``.
 
@@ -109,23 +151,33 @@ def time_training_steps(
         rounds: timed rounds (each times one step of every regularizer); ``warmup`` untimed rounds first.
         device: where to run; CUDA timings synchronise before and after each step.
         amp: ``"off"``, ``"bf16"`` or ``"fp16"`` autocast (CUDA only, as in the trainer).
+        time_terms: also time each regularizer alone in every round (forward + backward on a random x̂₀ of the
+            batch's shape, same autocast), after its step.
+
+    A wavelet regularizer uses at most the deepest level that fits the input (its default, 3, when it fits).
 
     Returns:
-        One dict per regularizer: ``case``, ``network``, ``params``, ``input`` (batch shape), ``regularizer``,
-        ``ms`` (median), ``steps_per_s``, ``ratio`` (to ``"none"``), ``ms_min``, ``device``, ``threads``.
+        One dict per regularizer: ``case``, ``network``, ``params``, ``input`` (batch shape), ``batch_size``,
+        ``size`` (the last signal dimension: image side or waveform length), ``regularizer``, ``ms`` (median),
+        ``steps_per_s``, ``ratio`` (median step over the median step of ``"none"``), ``ratio_paired``,
+        ``ratio_q25`` and ``ratio_q75`` (median and quartiles of the per-round ratios, each step over the step
+        without a regularizer of the same round: the centre and spread to plot),
+        ``ms_min``, ``device``, ``threads``; with ``time_terms`` also
+        ``term_ms`` (median time of the term alone, 0 for ``"none"``) and ``term_share`` (``term_ms / ms``).
     """
     from spectral_lib.diffusion import diffusion_loss
     from spectral_lib.experiments.train import training_step
-    from spectral_lib.spectral import SPECTRAL_REGULARIZERS, SpectralRegularizer
+    from spectral_lib.spectral import SPECTRAL_REGULARIZERS
 
     device = torch.device(device)
     names = [n for n in (regularizers or SPECTRAL_REGULARIZERS) if _applies(n, case.kind)]
     names = ["none"] + [n for n in names if n != "none"]
     torch.manual_seed(seed)
     model, formulation = _build(case, device)
-    regs = {n: None if n == "none" else SpectralRegularizer.from_name(n).to(device) for n in names}
+    regs = {n: _regularizer(n, case) for n in names}
     g = torch.Generator().manual_seed(seed)
     x0 = (torch.rand((case.batch_size, *case.shape), generator=g) * 2 - 1).to(device)
+    x0_hat = (x0 + 0.1 * torch.randn(x0.shape, generator=g).to(device)).requires_grad_(True)  # for time_terms
     cond = None
     if case.n_mels is not None:
         frames = case.shape[-1] // model.config.hop_length
@@ -138,6 +190,7 @@ def time_training_steps(
     noise = torch.Generator(device=device).manual_seed(seed)
 
     times: dict[str, list[float]] = {n: [] for n in names}
+    term_times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(warmup + rounds):
         order = names[r % len(names):] + names[: r % len(names)]  # rotate: no regularizer always goes first
         for name in order:
@@ -149,25 +202,53 @@ def time_training_steps(
             _sync(device)
             if r >= warmup:
                 times[name].append(time.perf_counter() - start)
+            if time_terms and regs[name] is not None:
+                term_times[name].append(_time_term(regs[name], x0_hat, x0, device, amp_dtype))
     params = sum(p.numel() for p in model.parameters())
     base = statistics.median(times["none"])
     rows = []
     for name in names:
         med = statistics.median(times[name])
-        rows.append({
+        paired = [t / t0 for t, t0 in zip(times[name], times["none"])]
+        q25, q50, q75 = statistics.quantiles(paired, n=4, method="inclusive") if len(paired) > 1 else paired * 3
+        row = {
             "case": case.name,
             "network": f"{case.network}/{case.preset}",
             "params": params,
             "input": "x".join(str(s) for s in (case.batch_size, *case.shape)),
+            "batch_size": case.batch_size,
+            "size": case.shape[-1],
             "regularizer": name,
             "ms": med * 1e3,
             "ms_min": min(times[name]) * 1e3,
             "steps_per_s": 1.0 / med,
             "ratio": med / base,
+            "ratio_paired": q50,
+            "ratio_q25": q25,
+            "ratio_q75": q75,
             "device": str(device),
             "threads": torch.get_num_threads(),
-        })
+        }
+        if time_terms:
+            timed = term_times[name][warmup:]  # the term's first timings warm it up, as for the steps
+            row["term_ms"] = statistics.median(timed) * 1e3 if timed else 0.0
+            row["term_share"] = row["term_ms"] / row["ms"]
+        rows.append(row)
     return rows
+
+
+def _time_term(
+    regularizer: Any, x0_hat: torch.Tensor, x0: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None
+) -> float:
+    """Seconds for one forward + backward of the regularizer alone, synchronised like the steps."""
+    x0_hat.grad = None
+    _sync(device)
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        total = regularizer(x0_hat, x0).total.mean()
+    total.backward()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def run_cases(
@@ -194,12 +275,123 @@ def run_cases(
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`time_training_steps` rows."""
+    """A plain-text table of :func:`time_training_steps` rows (with the term's share when it was timed)."""
+    terms = bool(rows) and all("term_ms" in r for r in rows)
     lines = [f"{'case':12s} {'network':16s} {'params':>8s} {'batch x input':>16s} {'regularizer':18s} "
-             f"{'ms/step':>9s} {'steps/s':>8s} {'x none':>7s}"]
+             f"{'ms/step':>9s} {'steps/s':>8s} {'x none':>7s}" + (f" {'term ms':>8s} {'share':>6s}" if terms else "")]
     for r in rows:
         lines.append(
             f"{r['case']:12s} {r['network']:16s} {r['params'] / 1e6:7.2f}M {r['input']:>16s} {r['regularizer']:18s} "
             f"{r['ms']:9.1f} {r['steps_per_s']:8.2f} {r['ratio']:7.3f}"
+            + (f" {r['term_ms']:8.2f} {r['term_share']:6.1%}" if terms else "")
         )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The cost chapter's sweeps
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchProfile:
+    """What the cost chapter times at one profile.
+
+    Attributes:
+        network: the checkerboard experiment's profile whose UNet (and, on CUDA, mixed precision) is timed.
+        sizes: image sides (pixels) of the size sweep, at ``batch_size``.
+        batch_size: batch of the size sweep.
+        batch_sizes: batches of the batch sweep, at ``batch_sweep_size``.
+        batch_sweep_size: image side of the batch sweep.
+        rounds, warmup: timed and untimed interleaved rounds per (size, batch) point.
+        loss_sizes: image sides for the losses alone (:func:`spectral_lib.bench.losses.loss_scaling`).
+        loss_batch: batch for the losses alone.
+        loss_repeats: timed rounds for the losses alone.
+    """
+
+    network: str
+    sizes: tuple[int, ...]
+    batch_size: int
+    batch_sizes: tuple[int, ...]
+    batch_sweep_size: int
+    rounds: int
+    warmup: int
+    loss_sizes: tuple[int, ...]
+    loss_batch: int
+    loss_repeats: int
+
+    @property
+    def points(self) -> tuple[tuple[int, int], ...]:
+        """The ``(size, batch)`` points of both sweeps, each once, by increasing cost."""
+        both = {(s, self.batch_size) for s in self.sizes} | {(self.batch_sweep_size, b) for b in self.batch_sizes}
+        return tuple(sorted(both, key=lambda p: (p[0] ** 2 * p[1], p)))
+
+
+BENCH_PROFILES: dict[str, BenchProfile] = {
+    # Seconds on one core: the smoke UNet on tiny images, two rounds (the numbers mean nothing, the code runs).
+    "smoke": BenchProfile("smoke", sizes=(8, 16), batch_size=2, batch_sizes=(1, 4), batch_sweep_size=8,
+                          rounds=2, warmup=1, loss_sizes=(8, 16, 32), loss_batch=2, loss_repeats=2),
+    # About two minutes on two shared cores: the checkerboard cpu UNet (0.64 M) at 16-64 pixels; 5 rounds, our
+    # choice (fewer make the medians jumpy on a loaded machine, more cost minutes).
+    "cpu": BenchProfile("cpu", sizes=(16, 32, 64), batch_size=16, batch_sizes=(4, 16, 32), batch_sweep_size=32,
+                        rounds=5, warmup=1, loss_sizes=(16, 32, 64, 128), loss_batch=16, loss_repeats=7),
+    # A GPU (Colab): the checkerboard gpu UNet (``base``, 9 M, bf16 autocast) up to 256 pixels.
+    "gpu": BenchProfile("gpu", sizes=(32, 64, 128, 256), batch_size=32, batch_sizes=(8, 32, 128),
+                        batch_sweep_size=64, rounds=20, warmup=5, loss_sizes=(32, 64, 128, 256, 512),
+                        loss_batch=32, loss_repeats=20),
+}
+"""Profile name -> :class:`BenchProfile` (the values of the cost chapter)."""
+
+
+def get_bench_profile(profile: str) -> BenchProfile:
+    """The named :class:`BenchProfile`; an unknown name raises ``ValueError`` listing the valid ones."""
+    from spectral_lib._checks import check_choice
+
+    check_choice(profile, "bench profile", tuple(BENCH_PROFILES))
+    return BENCH_PROFILES[profile]
+
+
+def checkerboard_case(profile: str, size: int, batch_size: int) -> StepCase:
+    """A :class:`StepCase` for the checkerboard experiment's UNet at ``profile`` on ``size x size`` images."""
+    from spectral_lib.experiments.profiles import get_profile
+
+    config = get_profile("checkerboard", get_bench_profile(profile).network)
+    model = dict(config.model)
+    network, preset = model.pop("name"), model.pop("preset")
+    channels = int(config.data.get("channels", 1))
+    return StepCase(f"{size}x{size}", network, preset, (channels, int(size), int(size)), int(batch_size),
+                    model_overrides=model)
+
+
+def overhead_sweep(
+    profile: str = "cpu",
+    *,
+    device: str | torch.device = "cpu",
+    regularizers: Sequence[str] | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """:func:`time_training_steps` (with ``time_terms=True``) at every point of the profile's size and batch sweeps.
+
+    The network is the checkerboard experiment's UNet at the profile of the same name (``BenchProfile.network``);
+    on CUDA with that profile's mixed precision (the transforms themselves always run in float32).
+
+    Returns:
+        The rows of every point (see :func:`time_training_steps`), each also with ``profile``. The size sweep is
+        the rows with ``batch_size == BENCH_PROFILES[profile].batch_size``, the batch sweep those with
+        ``size == batch_sweep_size``.
+    """
+    from spectral_lib.experiments.profiles import get_profile
+
+    bench = get_bench_profile(profile)
+    device = torch.device(device)
+    amp = get_profile("checkerboard", bench.network).amp if device.type == "cuda" else "off"
+    rows: list[dict[str, Any]] = []
+    for size, batch in bench.points:
+        start = time.perf_counter()
+        case = checkerboard_case(profile, size, batch)
+        point = time_training_steps(case, regularizers, rounds=bench.rounds, warmup=bench.warmup, device=device,
+                                    amp=amp, time_terms=True)
+        rows += [{**row, "profile": profile} for row in point]
+        if progress:
+            print(f"{size}x{size}, batch {batch}: {time.perf_counter() - start:.1f} s", flush=True)
+    return rows

@@ -1,0 +1,58 @@
+"""The cost chapter's benchmark helpers: profiles, the checkerboard case, the sweeps' rows (timings are not tested)."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectral_lib.bench import losses, steps
+from spectral_lib.experiments.profiles import get_profile
+
+
+def test_bench_profiles_are_complete_and_unknown_names_are_refused():
+    assert set(steps.BENCH_PROFILES) == {"smoke", "cpu", "gpu"}
+    cpu = steps.get_bench_profile("cpu")
+    assert 64 in cpu.sizes  # the issue's question: the overhead at 64 x 64 on a CPU
+    assert len(set(cpu.points)) == len(cpu.points)
+    assert {(s, cpu.batch_size) for s in cpu.sizes} | {(cpu.batch_sweep_size, b) for b in cpu.batch_sizes} == set(
+        cpu.points
+    )
+    with pytest.raises(ValueError, match="bench profile.*'laptop'.*smoke"):
+        steps.get_bench_profile("laptop")
+
+
+def test_checkerboard_case_uses_the_experiment_profiles_unet():
+    case = steps.checkerboard_case("cpu", 48, 5)
+    config = get_profile("checkerboard", "cpu")
+    assert (case.network, case.preset) == (config.model["name"], config.model["preset"])
+    assert case.model_overrides == {k: v for k, v in config.model.items() if k not in ("name", "preset")}
+    assert case.shape == (config.data["channels"], 48, 48) and case.batch_size == 5
+
+
+def test_step_rows_with_term_timing_and_wavelet_levels_that_fit(monkeypatch):
+    # 8 x 8 holds one level of bior1.3 (6 taps): the default 3 levels would raise, the benchmark adapts
+    case = steps.StepCase("toy", "unet2d", "tiny", (1, 8, 8), 2, model_overrides={"base_channels": 8, "num_groups": 4})
+    assert steps._regularizer("wavelet_bior13", case).options["wavelet"]["levels"] == 1
+    assert "levels" not in steps._regularizer("wavelet", case).options["wavelet"]  # Haar: 3 levels fit
+    rows = steps.time_training_steps(case, ["wavelet_bior13"], rounds=3, warmup=1, time_terms=True)
+    none, bior = rows
+    assert none["term_ms"] == 0.0 and none["ratio_paired"] == 1.0 == none["ratio_q25"] == none["ratio_q75"]
+    assert bior["term_ms"] > 0 and bior["term_share"] == pytest.approx(bior["term_ms"] / bior["ms"])
+    assert bior["ratio_q25"] <= bior["ratio_paired"] <= bior["ratio_q75"]
+    assert (bior["size"], bior["batch_size"]) == (8, 2)
+    assert "share" in steps.format_table(rows)
+    assert "share" not in steps.format_table(steps.time_training_steps(case, ["wavelet"], rounds=1, warmup=0))
+
+
+def test_overhead_sweep_times_every_point_of_the_profile(monkeypatch):
+    tiny = steps.BenchProfile("smoke", sizes=(8, 16), batch_size=2, batch_sizes=(1, 2), batch_sweep_size=8,
+                              rounds=1, warmup=0, loss_sizes=(8,), loss_batch=1, loss_repeats=1)
+    monkeypatch.setitem(steps.BENCH_PROFILES, "tiny", tiny)
+    rows = steps.overhead_sweep("tiny", regularizers=["fourier_amp"])
+    assert [(r["size"], r["batch_size"], r["regularizer"]) for r in rows] == [
+        (8, 1, "none"), (8, 1, "fourier_amp"), (8, 2, "none"), (8, 2, "fourier_amp"),
+        (16, 2, "none"), (16, 2, "fourier_amp"),
+    ]
+    assert all(r["profile"] == "tiny" and "term_share" in r for r in rows)
+    scaling = losses.loss_scaling("tiny")
+    assert {r["size"] for r in scaling} == {8} and {r["pixels"] for r in scaling} == {64}
+    assert "wavelet bior1.3" in {r["loss"] for r in scaling}  # the level count is dropped from the label
