@@ -271,3 +271,4 @@ def test_step_benchmark_rows():
     assert rows[0]["ratio"] == 1.0 and rows[1]["ratio"] > 0
     assert rows[1]["steps_per_s"] == pytest.approx(1e3 / rows[1]["ms"])
     assert rows[0]["input"] == "2x1x8x8" and "wavelet" in format_table(rows)
+    assert rows[0]["clock"] == "cpu"  # on a CPU: the process's CPU time, robust to other programs

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: 3)")
     parser.add_argument("--batch-size", type=int, help="batch size for every case (default: per case and device)")
     parser.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="autocast on CUDA (default: off)")
+    parser.add_argument("--clock", default="auto", choices=("auto", "wall", "cpu"),
+                        help="auto (CPU time of this process on a CPU, synchronised wall time on CUDA), wall or cpu")
     parser.add_argument("--no-losses", action="store_true", help="skip the table of the losses alone")
     parser.add_argument("--json", help="also write every row to this JSON file")
     args = parser.parse_args(argv)
@@ -38,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTraining step (forward + backward + AdamW), median of interleaved rounds; x none = ratio to the "
           "step without a regularizer")
     rows = steps.run_cases(args.cases, device=device, rounds=args.rounds, warmup=args.warmup, amp=args.amp,
-                           batch_size=args.batch_size)
+                           batch_size=args.batch_size, clock=args.clock)
+    print(f"clock: {rows[0]['clock']} time" + (" (CPU time of this process: other programs on a shared machine do "
+                                               "not count)" if rows[0]["clock"] == "cpu" else ""))
     print(steps.format_table(rows))
     worst = max((r for r in rows if r["regularizer"] != "none"), key=lambda r: r["ratio"])
     target = 1.03 if device.type == "cuda" else 1.10

@@ -141,6 +141,7 @@ def time_training_steps(
     amp: str = "off",
     seed: int = 0,
     time_terms: bool = False,
+    clock: str = "auto",
 ) -> list[dict[str, Any]]:
     """Median time of one training step of ``case`` with each regularizer, and its ratio to ``"none"``.
 
@@ -153,6 +154,9 @@ def time_training_steps(
         amp: ``"off"``, ``"bf16"`` or ``"fp16"`` autocast (CUDA only, as in the trainer).
         time_terms: also time each regularizer alone in every round (forward + backward on a random x̂₀ of the
             batch's shape, same autocast), after its step.
+        clock: ``"wall"`` (``time.perf_counter``, synchronised on CUDA), ``"cpu"`` (``time.process_time``: the CPU
+            time of this process, all its threads, so that other programs on a shared machine do not inflate the
+            figures) or ``"auto"`` (our choice: CPU time on a CPU, synchronised wall time on CUDA).
 
     A wavelet regularizer uses at most the deepest level that fits the input (its default, 3, when it fits).
 
@@ -162,14 +166,19 @@ def time_training_steps(
         ``steps_per_s``, ``ratio`` (median step over the median step of ``"none"``), ``ratio_paired``,
         ``ratio_q25`` and ``ratio_q75`` (median and quartiles of the per-round ratios, each step over the step
         without a regularizer of the same round: the centre and spread to plot),
-        ``ms_min``, ``device``, ``threads``; with ``time_terms`` also
+        ``ms_min``, ``clock``, ``device``, ``threads``; with ``time_terms`` also
         ``term_ms`` (median time of the term alone, 0 for ``"none"``) and ``term_share`` (``term_ms / ms``).
     """
+    from spectral_lib._checks import check_choice
     from spectral_lib.diffusion import diffusion_loss
     from spectral_lib.experiments.train import training_step
     from spectral_lib.spectral import SPECTRAL_REGULARIZERS
 
     device = torch.device(device)
+    check_choice(clock, "clock", ("auto", "wall", "cpu"))
+    if clock == "auto":
+        clock = "wall" if device.type in ("cuda", "mps") else "cpu"
+    now = time.perf_counter if clock == "wall" else time.process_time
     names = [n for n in (regularizers or SPECTRAL_REGULARIZERS) if _applies(n, case.kind)]
     names = ["none"] + [n for n in names if n != "none"]
     torch.manual_seed(seed)
@@ -195,15 +204,15 @@ def time_training_steps(
         order = names[r % len(names):] + names[: r % len(names)]  # rotate: no regularizer always goes first
         for name in order:
             _sync(device)
-            start = time.perf_counter()
+            start = now()
             training_step(model, model, diffusion_loss, formulation, x0, optimizer, scaler, regularizer=regs[name],
                           lambda_spec=1.0, spectral_weighting="none", grad_clip=1.0, generator=noise,
                           amp_dtype=amp_dtype, cond=cond)
             _sync(device)
             if r >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(now() - start)
             if time_terms and regs[name] is not None:
-                term_times[name].append(_time_term(regs[name], x0_hat, x0, device, amp_dtype))
+                term_times[name].append(_time_term(regs[name], x0_hat, x0, device, amp_dtype, now))
     params = sum(p.numel() for p in model.parameters())
     base = statistics.median(times["none"])
     rows = []
@@ -226,6 +235,7 @@ def time_training_steps(
             "ratio_paired": q50,
             "ratio_q25": q25,
             "ratio_q75": q75,
+            "clock": clock,
             "device": str(device),
             "threads": torch.get_num_threads(),
         }
@@ -238,17 +248,18 @@ def time_training_steps(
 
 
 def _time_term(
-    regularizer: Any, x0_hat: torch.Tensor, x0: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None
+    regularizer: Any, x0_hat: torch.Tensor, x0: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None,
+    now: Any = time.perf_counter,
 ) -> float:
-    """Seconds for one forward + backward of the regularizer alone, synchronised like the steps."""
+    """Seconds for one forward + backward of the regularizer alone, synchronised and clocked like the steps."""
     x0_hat.grad = None
     _sync(device)
-    start = time.perf_counter()
+    start = now()
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         total = regularizer(x0_hat, x0).total.mean()
     total.backward()
     _sync(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
 def run_cases(
@@ -259,6 +270,7 @@ def run_cases(
     warmup: int = 3,
     amp: str = "off",
     batch_size: int | None = None,
+    clock: str = "auto",
 ) -> list[dict[str, Any]]:
     """:func:`time_training_steps` for the named cases (default: all of :data:`CASES`), rows concatenated."""
     from spectral_lib._checks import check_choice
@@ -270,7 +282,7 @@ def run_cases(
         case = available[name]
         if batch_size is not None:
             case = StepCase(**{**case.__dict__, "batch_size": int(batch_size)})
-        rows += time_training_steps(case, rounds=rounds, warmup=warmup, device=device, amp=amp)
+        rows += time_training_steps(case, rounds=rounds, warmup=warmup, device=device, amp=amp, clock=clock)
     return rows
 
 
