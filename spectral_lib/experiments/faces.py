@@ -70,6 +70,7 @@ __all__ = [
     "LAMBDA_SPEC_READINGS",
     "FacesSettings",
     "faces_settings",
+    "planned_runs",
     "faces_metrics",
     "run_variant",
     "run_dir_for",
@@ -80,6 +81,13 @@ __all__ = [
     "paper_fid",
     "hf_energy_maps",
     "find_texture_crop",
+    "crop",
+    "markdown_table",
+    "plot_edm_weight",
+    "plot_spectrum_ratios",
+    "plot_hf_ratios",
+    "plot_crops",
+    "plot_sample_panels",
 ]
 
 EXPERIMENT = "ffhq"
@@ -167,6 +175,11 @@ def _offline(profile: str, **changes: Any) -> ExperimentConfig:
     return ExperimentConfig(**base)
 
 
+_STANDIN = {"seed": 0, "coverage": 2.0}
+"""Dead-leaves options of the offline profiles: shapes of at least 3 pixels at the training size and a coverage
+of 2 (our choice: flat shapes with sharp edges that a 0.6 M-parameter UNet learns within minutes; the writer's
+defaults, 1-pixel leaves at coverage 6, give a texture that such a model only turns into coloured noise)."""
+
 _REAL_DATA = {"source": "images", "resolution": 64}
 _REAL = dict(
     experiment=EXPERIMENT,
@@ -192,7 +205,7 @@ PROFILES: dict[str, ExperimentConfig] = {
     # Seconds on one core: every code path (stand-in -> loader -> UNet -> EDM -> regularizer -> Heun -> metrics).
     "smoke": _offline(
         "smoke",
-        data={"source": "images", "resolution": 16, "standin": {"n": 48, "resolution": 32, "seed": 0}},
+        data={"source": "images", "resolution": 16, "standin": {**_STANDIN, "n": 48, "resolution": 32, "r_min": 3.0}},
         model={"name": "unet2d", "preset": "tiny", "in_channels": 3, "base_channels": 8, "num_groups": 4,
                "image_size": 16},
         batch_size=8,
@@ -210,7 +223,7 @@ PROFILES: dict[str, ExperimentConfig] = {
     # 0.6 M-parameter UNet, EDM training from scratch, 12 Heun steps.
     "cpu": _offline(
         "cpu",
-        data={"source": "images", "resolution": 32, "standin": {"n": 1024, "resolution": 64, "seed": 0}},
+        data={"source": "images", "resolution": 32, "standin": {**_STANDIN, "n": 1024, "resolution": 64, "r_min": 6.0}},
         model={"name": "unet2d", "preset": "tiny", "in_channels": 3, "image_size": 32},
         batch_size=32,
         steps=600,
@@ -261,6 +274,9 @@ class FacesSettings:
         fid_autocast: ``"fp16"`` runs the network under CUDA autocast while sampling for FID (our choice at
             ``gpu``, for time); ``None`` keeps float32 (``full``).
         crop: side of the zoomed crops, in pixels.
+        timing_images: images decoded to time the loader (first read against cached read).
+        wavelet_levels: DWT levels of the wavelet terms (the paper gives none; 3 is our choice; ``smoke`` uses 2,
+            because bior1.3's 6 taps do not fit three levels of a 16-pixel image).
     """
 
     variants: tuple[Variant, ...]
@@ -274,7 +290,8 @@ class FacesSettings:
     fid_batch_size: int = 250
     fid_autocast: str | None = None
     crop: int = 12
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    timing_images: int = 256
+    wavelet_levels: int = 3
 
     @property
     def real(self) -> bool:
@@ -283,15 +300,19 @@ class FacesSettings:
 
 
 _SETTINGS: dict[str, FacesSettings] = {
-    "smoke": FacesSettings(variants=ALL_VARIANTS, train_seeds=(0, 1), fd_seeds=(0, 1), fd_samples=24,
-                           fd_reference=48, crop=6),
+    # every regularizer once, one weighted variant, two baseline seeds: every code path in seconds
+    "smoke": FacesSettings(variants=(Variant(),) + tuple(Variant(r) for r in _REGULARIZERS)
+                           + (Variant("wavelet", "formulation"),), train_seeds=(0, 1), fd_seeds=(0, 1),
+                           fd_samples=24, fd_reference=48, crop=6, timing_images=48, wavelet_levels=2),
     "cpu": FacesSettings(variants=ALL_VARIANTS, train_seeds=(0, 1), fd_seeds=(0, 1, 2), fd_samples=256,
-                         fd_reference=1024, crop=12),
+                         fd_reference=1024, crop=10, timing_images=512),
+    # the baseline and the paper's best FFHQ-VP row (AMP, unweighted): about an hour on a Colab GPU (estimate)
     "gpu": FacesSettings(variants=(Variant(), Variant("fourier_amp")), networks=("vp",), fd_seeds=(0,),
                          fd_samples=1_000, fd_reference=5_000, fid_samples=10_000, fid_seeds=(0,),
-                         fid_autocast="fp16", crop=16),
+                         fid_autocast="fp16", crop=16, timing_images=2_000),
     "full": FacesSettings(variants=ALL_VARIANTS, networks=("vp", "ve"), fd_seeds=(0,), fd_samples=1_000,
-                          fd_reference=5_000, fid_samples=50_000, fid_seeds=(0, 1, 2), crop=16),
+                          fd_reference=5_000, fid_samples=50_000, fid_seeds=(0, 1, 2), crop=16,
+                          timing_images=2_000),
 }
 
 
@@ -299,6 +320,18 @@ def faces_settings(profile: str) -> FacesSettings:
     """The chapter's settings at ``profile`` (``smoke``, ``cpu``, ``gpu``, ``full``)."""
     check_choice(profile, "profile for experiment 'ffhq'", tuple(_SETTINGS))
     return _SETTINGS[profile]
+
+
+def planned_runs(profile: str) -> list[tuple[str | None, Variant, int]]:
+    """``(network, variant, training seed)`` of every model the chapter trains at ``profile``: each variant with
+    the first training seed, plus the baseline with the others; per pretrained network on the real path
+    (``network`` is ``None`` offline)."""
+    settings = faces_settings(profile)
+    runs: list[tuple[str | None, Variant, int]] = []
+    for network in settings.networks or (None,):
+        runs += [(network, v, settings.train_seeds[0]) for v in settings.variants]
+        runs += [(network, Variant(), seed) for seed in settings.train_seeds[1:]]
+    return runs
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -369,10 +402,13 @@ def run_variant(
     The run folder is :func:`run_dir_for`; a finished run with the same configuration is reused (``resume=True``),
     so the chapter trains each variant once. ``network`` (``"vp"``/``"ve"``) and ``edm_repo`` select the pretrained
     checkpoint on the real path; ``data_dir`` is the FFHQ folder or zip (offline: ``None`` uses the stand-in).
+    Wavelet variants get ``levels = FacesSettings.wavelet_levels``; ``overrides`` are any other config keys.
     """
     from spectral_lib.experiments.run import run_experiment
 
     changes: dict[str, Any] = {"spectral_weighting": variant.weighting}
+    if variant.regularizer.startswith("wavelet"):
+        changes["regularizer_kwargs"] = {"levels": faces_settings(profile).wavelet_levels}
     changes.update(_network_overrides(network, edm_repo))
     if data_dir is not None:
         changes["data_dir"] = str(data_dir)
@@ -590,3 +626,141 @@ def find_texture_crop(samples: Mapping[str, torch.Tensor], window: int, *, first
     b, rest = divmod(flat, spread.shape[1] * spread.shape[2])
     top, left = divmod(rest, spread.shape[2])
     return b, top, left
+
+
+def crop(images: torch.Tensor, index: int, top: int, left: int, size: int) -> torch.Tensor:
+    """``images[index, :, top:top+size, left:left+size]`` as ``(C, size, size)``."""
+    return images[index, :, top:top + size, left:left + size]
+
+
+# ------------------------------------------------------------------------------------------------ figures and tables
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table (for ``IPython.display.Markdown``); floats are written as given (format them first)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot_edm_weight(formulation: Any, *, size: tuple[float, float] = (6.0, 3.6)):
+    """``lambda_EDM(sigma)`` (the "weighted" variant's factor) against ``sigma``, log-log, with the training
+    distribution of ``sigma`` (log-normal, ``ln sigma ~ N(P_mean, P_std^2)``) on a second axis."""
+    from matplotlib.figure import Figure
+
+    sigma = torch.logspace(-3, 2, 400, dtype=torch.float64)
+    weight = formulation.spectral_weight(sigma)
+    log_s = sigma.log()
+    density = torch.exp(-0.5 * ((log_s - formulation.p_mean) / formulation.p_std) ** 2)
+    density = density / (formulation.p_std * math.sqrt(2 * math.pi))  # density of ln(sigma)
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    ax.loglog(sigma.numpy(), weight.numpy(), color="C0", lw=2, label="lambda_EDM(sigma)")
+    ax.set_xlabel("noise level sigma (data units; data in [-1, 1])")
+    ax.set_ylabel("weight lambda_EDM(sigma) (dimensionless)", color="C0")
+    ax.grid(True, which="both", alpha=0.3)
+    twin = ax.twinx()
+    twin.semilogx(sigma.numpy(), density.numpy(), color="C1", lw=1.5, ls="--")
+    twin.set_ylabel("training density of ln(sigma)", color="C1")
+    ax.set_title("The weighted variant multiplies the spectral term by lambda_EDM(sigma)")
+    return fig
+
+
+def plot_spectrum_ratios(spectra: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                         data: tuple[torch.Tensor, torch.Tensor], *, title: str | None = None,
+                         size: tuple[float, float] = (6.5, 4.0)):
+    """``log10(P_variant(f) / P_data(f))`` against frequency for every variant: 0 = the data's power, below 0 =
+    missing detail (blur), above 0 = excess (noise, ringing). The DC bin is left out."""
+    from matplotlib.figure import Figure
+
+    f_data, p_data = data
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    for i, (name, (f, p)) in enumerate(spectra.items()):
+        ratio = torch.log10(torch.as_tensor(p)[1:].double() / torch.as_tensor(p_data)[1:].double())
+        style = {"color": "k", "lw": 2.2} if i == 0 else {"lw": 1.3, "ls": "-" if "unweighted" in name else "--"}
+        ax.plot(torch.as_tensor(f)[1:].numpy(), ratio.numpy(), label=name, **style)
+    ax.axhline(0.0, color="grey", lw=1, ls=":")
+    ax.set_xlabel("spatial frequency (cycles/pixel)")
+    ax.set_ylabel("log10(power of samples / power of data) (decades)")
+    ax.set_title(title or "Power of samples relative to the data")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_hf_ratios(values: Mapping[str, float | tuple[float, float]], *, cutoff: float = 0.25,
+                   size: tuple[float, float] = (6.5, 3.6)):
+    """Horizontal bars of the high-frequency energy ratio (samples / data) per variant; a ``(mean, std)`` value
+    draws an error bar. 1 = as much fine detail as the data."""
+    from matplotlib.figure import Figure
+
+    names = list(values)
+    means = [v[0] if isinstance(v, tuple) else v for v in values.values()]
+    errs = [v[1] if isinstance(v, tuple) else 0.0 for v in values.values()]
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(range(len(names)), means, xerr=errs, color=["k"] + ["C0"] * (len(names) - 1), alpha=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xlabel(f"high-frequency energy ratio, samples / data (above {cutoff:g} x Nyquist)")
+    ax.set_title("Fine detail kept by each variant (1 = as much as the data)")
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    x = image.detach().float().cpu().clamp(-1, 1)
+    x = x.expand(3, -1, -1) if x.shape[0] == 1 else x
+    return ((x + 1) / 2).permute(1, 2, 0).numpy()
+
+
+def plot_crops(crops: Mapping[str, torch.Tensor], *, title: str,
+               context: tuple[torch.Tensor, tuple[int, int, int]] | None = None, size: float = 1.55):
+    """Zoomed crops ``(C, h, w)`` in ``[-1, 1]``, one panel each, nearest-neighbour (every pixel visible).
+
+    ``context = (image, (top, left, size))`` adds a first panel with the whole image and the crop's box.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    panels = len(crops) + (context is not None)
+    fig = Figure(figsize=(size * panels, size + 0.8), layout="constrained")
+    axes = list(fig.subplots(1, panels, squeeze=False)[0])
+    if context is not None:
+        image, (top, left, side) = context
+        ax = axes.pop(0)
+        ax.imshow(_rgb(image), interpolation="nearest", vmin=0, vmax=1)
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False, color="red", lw=1.5))
+        ax.set_title("where (baseline)", fontsize=7)
+        ax.set_xlabel(f"{image.shape[-1]} px", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, (name, image) in zip(axes, crops.items()):
+        ax.imshow(_rgb(image), interpolation="nearest", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=7)
+        ax.set_xlabel(f"{image.shape[-1]} x {image.shape[-2]} px", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def plot_sample_panels(grids: Mapping[str, torch.Tensor], *, ncols: int = 5, nrow: int = 4,
+                       title: str = "Samples", size: float = 2.4):
+    """One grid of images per entry (e.g. data and every variant), ``ncols`` panels per row."""
+    from matplotlib.figure import Figure
+
+    from spectral_lib.plotting import make_grid
+
+    rows = math.ceil(len(grids) / ncols)
+    fig = Figure(figsize=(size * ncols, (size + 0.3) * rows), layout="constrained")
+    axes = fig.subplots(rows, ncols, squeeze=False).flatten()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, (name, images) in zip(axes, grids.items()):
+        ax.imshow(make_grid(images, nrow), interpolation="nearest", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(f"{title} ({nrow} x {nrow} images of {next(iter(grids.values())).shape[-1]} px each)")
+    return fig
