@@ -145,3 +145,35 @@ def test_texture_crop_finds_where_the_variants_differ(generator):
     assert index == 2 and abs(top - 9) <= 1 and abs(left - 3) <= 1
     with pytest.raises(ValueError, match="at least two variants"):
         faces.find_texture_crop({"only": flat}, 4)
+
+
+def test_planned_runs_follow_the_settings():
+    smoke = faces.planned_runs("smoke")
+    assert smoke[0] == (None, Variant(), 0) and smoke[-1] == (None, Variant(), 1)
+    assert len(smoke) == len(faces.faces_settings("smoke").variants) + 1
+    assert [r[1] for r in faces.planned_runs("cpu")[:-1]] == list(faces.ALL_VARIANTS)
+    full = faces.planned_runs("full")
+    assert {r[0] for r in full} == {"vp", "ve"} and len(full) == 2 * len(faces.ALL_VARIANTS)
+
+
+def test_figures_have_titles_and_labelled_axes(generator):
+    from spectral_lib.diffusion import EDM
+    from spectral_lib.metrics.spectrum import radial_power_spectrum
+
+    x = torch.rand(8, 3, 16, 16, generator=generator) * 2 - 1
+    spectra = {"baseline": radial_power_spectrum(x), "HAAR (unweighted)": radial_power_spectrum(x * 0.5)}
+    figures = [
+        faces.plot_edm_weight(EDM()),
+        faces.plot_spectrum_ratios(spectra, radial_power_spectrum(x)),
+        faces.plot_hf_ratios({"baseline": 1.0, "AMP (unweighted)": (0.9, 0.05)}),
+    ]
+    for fig in figures:
+        ax = fig.axes[0]
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    ratio = figures[1].axes[0].lines[1].get_ydata()
+    assert np.allclose(ratio, np.log10(0.25))  # half the amplitude = a quarter of the power
+    crops = faces.plot_crops({"a": x[0, :, :4, :4], "b": x[1, :, :4, :4]}, title="crops", context=(x[0], (0, 0, 4)))
+    assert len(crops.axes) == 3 and crops.get_suptitle() == "crops"
+    panels = faces.plot_sample_panels({"data": x, "baseline": x}, ncols=2, nrow=2)
+    assert "2 x 2 images of 16 px" in panels.get_suptitle()
+    assert faces.markdown_table(["a", "b"], [(1, "x")]) == "| a | b |\n| --- | --- |\n| 1 | x |"
