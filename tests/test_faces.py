@@ -13,7 +13,9 @@ from spectral_lib.data.standin import write_image_standin
 from spectral_lib.experiments import EVALUATORS, ExperimentConfig, get_profile, profiles_for
 from spectral_lib.experiments import faces
 from spectral_lib.experiments.faces import Variant
+from spectral_lib.experiments.run import sample_run
 from spectral_lib.metrics.fid import RandomConvFeatures, compute_features, feature_statistics
+from spectral_lib.metrics.spectrum import high_frequency_energy_ratio
 
 TINY = dict(steps=3, warmup_steps=1, batch_size=4, n_samples=6, sample_batch_size=6, sample_steps=2,
             grid_samples=4, log_every=1, device="cpu", data={"standin": {"n": 8, "resolution": 32, "seed": 0}})
@@ -79,14 +81,18 @@ def test_offline_path_end_to_end_at_smoke(standin_env, monkeypatch):
     assert again.cached and torch.equal(again.samples, result.samples)
 
     reference = torch.rand(12, 3, 16, 16) * 2 - 1
-    values = faces.fd_over_seeds(out, reference, seeds=(0, 1), n=4)
-    assert len(values) == 2 and all(v > 0 for v in values) and values[0] != values[1]
+    values = faces.metrics_over_seeds(out, reference, seeds=(0, 1), n=4)
+    assert set(values) == {"fd_local", "hf_energy_ratio"}
+    assert len(values["fd_local"]) == 2 and all(v > 0 for v in values["fd_local"])
+    assert values["fd_local"][0] != values["fd_local"][1]  # fresh noise per seed
+    samples = sample_run(out, n=4, seed=10_000 + 1)
+    assert values["hf_energy_ratio"][1] == pytest.approx(high_frequency_energy_ratio(samples, reference))
 
     def no_sampling(*args, **kwargs):
-        raise AssertionError("cached FD values must not sample again")
+        raise AssertionError("cached values must not sample again")
 
     monkeypatch.setattr("spectral_lib.experiments.run.sample_run", no_sampling)
-    assert faces.fd_over_seeds(out, reference, seeds=(0, 1), n=4) == values
+    assert faces.metrics_over_seeds(out, reference, seeds=(0, 1), n=4) == values
 
     extractor = RandomConvFeatures(3)  # offline stand-in for Inception: the streaming and caching, not FID
     mu, sigma = feature_statistics(compute_features(extractor, reference))

@@ -74,7 +74,7 @@ __all__ = [
     "faces_metrics",
     "run_variant",
     "run_dir_for",
-    "fd_over_seeds",
+    "metrics_over_seeds",
     "fid_for_run",
     "mean_std",
     "noise_verdict",
@@ -435,7 +435,7 @@ def _cached_json(path: Path, key: Mapping[str, Any], compute: Callable[[], dict[
     return value
 
 
-def fd_over_seeds(
+def metrics_over_seeds(
     run_dir: str | os.PathLike[str],
     reference: torch.Tensor,
     *,
@@ -443,29 +443,34 @@ def fd_over_seeds(
     n: int,
     feature_seed: int = 0,
     device: str | torch.device | None = None,
-) -> list[float]:
-    """Local-feature Fréchet distance of ``n`` fresh samples per sampling seed against ``reference``.
+) -> dict[str, list[float]]:
+    """Per sampling seed, ``n`` fresh samples of a run against ``reference``: ``{"fd_local": [...],
+    "hf_energy_ratio": [...]}``, one value per seed.
 
-    Samples come from the run's EMA weights with its own sampler (:func:`~spectral_lib.experiments.run.sample_run`);
-    seed ``s`` uses generator seed ``10_000 + s`` (independent of the run's ``samples.pt``). The result is cached in
-    ``run_dir/fd_local.json`` for these settings and this reference (its size and sum). This is a Fréchet distance
-    on :class:`~spectral_lib.metrics.fid.RandomConvFeatures`, **not FID**: compare values only with each other.
+    ``fd_local`` is the Fréchet distance on :class:`~spectral_lib.metrics.fid.RandomConvFeatures` (seed
+    ``feature_seed``), **not FID**: compare values only with each other. ``hf_energy_ratio`` is
+    :func:`~spectral_lib.metrics.spectrum.high_frequency_energy_ratio` (cutoff a quarter of Nyquist). Samples come
+    from the run's EMA weights with its own sampler (:func:`~spectral_lib.experiments.run.sample_run`); seed ``s``
+    uses generator seed ``10_000 + s`` (independent of the run's ``samples.pt``). The result is cached in
+    ``run_dir/seed_metrics.json`` for these settings and this reference (its size and sum).
     """
     from spectral_lib.experiments.run import sample_run
     from spectral_lib.metrics.fid import frechet_distance_local
+    from spectral_lib.metrics.spectrum import high_frequency_energy_ratio
 
     run_dir = Path(run_dir)
-    key = {"seeds": list(seeds), "n": int(n), "feature_seed": int(feature_seed), "reference_n": len(reference),
-           "reference_sum": round(float(reference.double().sum()), 6)}
+    key = {"seeds": [int(s) for s in seeds], "n": int(n), "feature_seed": int(feature_seed),
+           "reference_n": len(reference), "reference_sum": round(float(reference.double().sum()), 6)}
 
     def compute() -> dict[str, Any]:
-        values = []
+        values: dict[str, list[float]] = {"fd_local": [], "hf_energy_ratio": []}
         for s in seeds:
             samples = sample_run(run_dir, n=n, seed=10_000 + int(s), device=device)
-            values.append(float(frechet_distance_local(samples, reference, seed=feature_seed)))
-        return {"fd_local": values}
+            values["fd_local"].append(float(frechet_distance_local(samples, reference, seed=feature_seed)))
+            values["hf_energy_ratio"].append(high_frequency_energy_ratio(samples, reference))
+        return values
 
-    return list(_cached_json(run_dir / "fd_local.json", key, compute)["fd_local"])
+    return _cached_json(run_dir / "seed_metrics.json", key, compute)
 
 
 def _sample_batches(run_dir: Path, n: int, seed: int, batch_size: int, device: torch.device,
