@@ -7,8 +7,9 @@ Two paths share one experiment name, one trainer and one evaluator:
   VE = NCSN++) with each regularizer, weighted by ``lambda_EDM(sigma)`` or unweighted, sample with EDM's
   deterministic Heun sampler (40 steps, as the paper) and measure FID with Inception-v3 features against EDM's
   published FFHQ-64 statistics (:func:`fid_for_run`). Fine-tuning settings as the paper (batch 16, lr 5e-5, dropout
-  0.05). ``gpu``: a short fine-tune and a 10 000-sample FID with one seed (about an hour on a Colab GPU for two
-  variants, by our estimate); ``full``: the paper's protocol (0.5 Mimg, 50 000 samples, 3 seeds).
+  0.05). ``gpu``: a short fine-tune of two variants and a 10 000-sample FID with one seed (one to two hours on a
+  Colab A100 by our estimate from EDM's published sampling time, longer on a T4; not measured); ``full``: the
+  paper's protocol (0.5 Mimg, 50 000 samples, 3 seeds, both networks: days of GPU time).
 * **Offline path** (profiles ``smoke`` and ``cpu``; CI, workshops, laptops): the dead-leaves stand-in
   (:func:`spectral_lib.data.standin.write_image_standin`, written on demand in FFHQ's folder layout and read back
   through :class:`~spectral_lib.data.images.ImageFolderDataset`), and our own small UNet with EDM preconditioning
@@ -20,7 +21,7 @@ Choices the paper leaves open, and ours (each is a parameter):
 
 * **Fine-tune length.** The text says "5 optimisation steps", the table "duration 0.5" (EDM's ``--duration`` is in
   millions of images: 0.5 Mimg = 31 250 steps at batch 16). :data:`PAPER_FINETUNE_STEPS` holds both readings;
-  ``full`` uses the table's, ``gpu`` a short 500 steps (our choice, to fit an hour).
+  ``full`` uses the table's, ``gpu`` a short 500 steps (our choice, for time).
 * **Learning-rate ramp.** EDM's ``train.py`` ramps the rate linearly over 10 Mimg (``lr_rampup_kimg=10000``) and a
   fine-tune started with ``--transfer`` starts that ramp at zero, so a 0.5 Mimg fine-tune never gets beyond 5 % of
   5e-5. ``full`` reproduces that (``warmup_steps=625 000``); ``gpu`` warms up over 50 steps (our choice: a short
@@ -195,7 +196,7 @@ _REAL = dict(
     grad_clip=None,  # EDM does not clip (it zeroes NaN gradients)
     amp="off",  # EDM trained these networks in float32
     sample_steps=40,  # as the paper for 64x64 (NFE 79)
-    n_samples=1_000,  # for the spectra and the local FD; FID is fid_for_run's (its own sample count)
+    n_samples=500,  # for the spectra and the local FD; FID is fid_for_run's (its own sample count)
     sample_batch_size=250,
     grid_samples=16,
     log_every=25,
@@ -309,9 +310,9 @@ _SETTINGS: dict[str, FacesSettings] = {
                            fd_samples=24, fd_reference=48, crop=6, timing_images=48, wavelet_levels=2),
     "cpu": FacesSettings(variants=ALL_VARIANTS, train_seeds=(0, 1), fd_seeds=(0, 1, 2), fd_samples=256,
                          fd_reference=1024, crop=10, timing_images=512),
-    # the baseline and the paper's best FFHQ-VP row (AMP, unweighted): about an hour on a Colab GPU (estimate)
+    # the baseline and the paper's best FFHQ-VP row (AMP, unweighted): one to two hours on a Colab A100 (estimate)
     "gpu": FacesSettings(variants=(Variant(), Variant("fourier_amp")), networks=("vp",), fd_seeds=(0,),
-                         fd_samples=1_000, fd_reference=5_000, fid_samples=10_000, fid_seeds=(0,),
+                         fd_samples=500, fd_reference=5_000, fid_samples=10_000, fid_seeds=(0,),
                          fid_autocast="fp16", crop=16, timing_images=2_000, tf32=True),
     "full": FacesSettings(variants=ALL_VARIANTS, networks=("vp", "ve"), fd_seeds=(0,), fd_samples=1_000,
                           fd_reference=5_000, fid_samples=50_000, fid_seeds=(0, 1, 2), crop=16,
@@ -708,7 +709,8 @@ def plot_hf_ratios(values: Mapping[str, float | tuple[float, float]], *, cutoff:
     errs = [v[1] if isinstance(v, tuple) else 0.0 for v in values.values()]
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
-    ax.barh(range(len(names)), means, xerr=errs, color=["k"] + ["C0"] * (len(names) - 1), alpha=0.8)
+    colors = ["k" if name.startswith("baseline") else "C0" for name in names]
+    ax.barh(range(len(names)), means, xerr=errs, color=colors, alpha=0.8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_ylabel("variant")
