@@ -56,3 +56,17 @@ def test_overhead_sweep_times_every_point_of_the_profile(monkeypatch):
     scaling = losses.loss_scaling("tiny")
     assert {r["size"] for r in scaling} == {8} and {r["pixels"] for r in scaling} == {64}
     assert "wavelet bior1.3" in {r["loss"] for r in scaling}  # the level count is dropped from the label
+
+
+def test_time_losses_takes_custom_cases_and_reports_quartiles():
+    calls = []
+
+    def counted(pred, target):
+        calls.append(pred.shape)
+        return (pred - target).abs().mean()
+
+    rows = losses.time_losses(2, 1, 8, 3, warmup=1, cases={"l1 (counted)": ("image", counted)})
+    (row,) = rows
+    assert row["name"] == "l1 (counted)" and row["shape"] == (2, 1, 8, 8)
+    assert len(calls) == 4 and row["ms_min"] <= row["ms_q25"] <= row["ms"] <= row["ms_q75"]
+    assert row["ratio_vs_mse"] != row["ratio_vs_mse"]  # NaN: no MSE baseline among the cases

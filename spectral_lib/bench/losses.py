@@ -14,6 +14,7 @@ network's forward and backward dominate, so the ratio here is an upper bound on 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -75,6 +76,13 @@ def _time_once(loss: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: T
     return (time.perf_counter() - start) * 1e3
 
 
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q25, _, q75 = statistics.quantiles(values, n=4, method="inclusive")
+    return q25, q75
+
+
 def time_losses(
     batch: int = 64,
     channels: int = 3,
@@ -84,18 +92,25 @@ def time_losses(
     *,
     warmup: int = 3,
     seed: int = 0,
+    cases: dict[str, tuple[str, Callable[[Tensor, Tensor], Tensor]]] | None = None,
 ) -> list[dict]:
     """Median forward + backward time of each loss of :func:`loss_cases`, in ms, and its ratio to MSE.
 
+    ``cases`` replaces :func:`loss_cases` (same form: name -> (signal kind, loss)), e.g. to time two
+    implementations of one loss side by side, interleaved.
+
     Returns:
-        One dict per loss: ``name``, ``shape`` (the input shape), ``ms`` (median), ``ratio_vs_mse`` (``ms`` over
-        the MSE time on the same-shaped batch), ``device`` and ``threads`` (``torch.get_num_threads()``).
+        One dict per loss: ``name``, ``shape`` (the input shape), ``ms`` (median), ``ms_min`` (the fastest round:
+        the least disturbed by other processes, the statistic to compare two implementations with on a busy
+        machine), ``ms_q25`` and ``ms_q75`` (quartiles over the rounds), ``ratio_vs_mse`` (``ms`` over the MSE time on the same-shaped batch; NaN when
+        ``cases`` has no ``"mse"`` / ``"mse (audio)"`` entry for that kind), ``device`` and ``threads``
+        (``torch.get_num_threads()``).
     """
     device = torch.device(device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     # audio: as many values as the image batch, but at least the largest default FFT size of the MR-STFT
     shapes = {"image": (batch, channels, size, size), "audio": (batch, 1, max(channels * size * size, 2048))}
-    cases = loss_cases(size)
+    cases = loss_cases(size) if cases is None else dict(cases)
     inputs = {}
     for kind, shape in shapes.items():
         pred = torch.randn(shape, generator=generator).to(device).requires_grad_(True)
@@ -109,12 +124,15 @@ def time_losses(
             if round_index >= warmup:
                 samples[name].append(elapsed)
     times = {name: statistics.median(values) for name, values in samples.items()}
-    baseline = {"image": times["mse"], "audio": times["mse (audio)"]}
+    baseline = {"image": times.get("mse", math.nan), "audio": times.get("mse (audio)", math.nan)}
     return [
         {
             "name": name,
             "shape": shapes[kind],
             "ms": times[name],
+            "ms_min": min(samples[name]),
+            "ms_q25": _quartiles(samples[name])[0],
+            "ms_q75": _quartiles(samples[name])[1],
             "ratio_vs_mse": times[name] / baseline[kind],
             "device": str(device),
             "threads": torch.get_num_threads(),

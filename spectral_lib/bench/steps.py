@@ -343,10 +343,11 @@ BENCH_PROFILES: dict[str, BenchProfile] = {
     # Seconds on one core: the smoke UNet on tiny images, two rounds (the numbers mean nothing, the code runs).
     "smoke": BenchProfile("smoke", sizes=(8, 16), batch_size=2, batch_sizes=(1, 4), batch_sweep_size=8,
                           rounds=2, warmup=1, loss_sizes=(8, 16, 32), loss_batch=2, loss_repeats=2),
-    # About two minutes on two shared cores: the checkerboard cpu UNet (0.64 M) at 16-64 pixels; 5 rounds, our
-    # choice (fewer make the medians jumpy on a loaded machine, more cost minutes).
+    # About two minutes on two shared cores: the checkerboard cpu UNet (0.64 M) at 16-64 pixels; 5 rounds of steps,
+    # our choice (fewer make the medians jumpy on a loaded machine, more cost minutes); the losses alone take
+    # milliseconds, so they get 15 rounds.
     "cpu": BenchProfile("cpu", sizes=(16, 32, 64), batch_size=16, batch_sizes=(4, 16, 32), batch_sweep_size=32,
-                        rounds=5, warmup=1, loss_sizes=(16, 32, 64, 128), loss_batch=16, loss_repeats=7),
+                        rounds=5, warmup=1, loss_sizes=(16, 32, 64, 128), loss_batch=16, loss_repeats=15),
     # A GPU (Colab): the checkerboard gpu UNet (``base``, 9 M, bf16 autocast) up to 256 pixels.
     "gpu": BenchProfile("gpu", sizes=(32, 64, 128, 256), batch_size=32, batch_sizes=(8, 32, 128),
                         batch_sweep_size=64, rounds=20, warmup=5, loss_sizes=(32, 64, 128, 256, 512),

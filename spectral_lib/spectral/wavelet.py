@@ -1,10 +1,12 @@
 """Multi-level discrete wavelet transform and the wavelet subband loss (paper Eq. 16), 1-D and 2-D.
 
-The transform is ``ptwt`` (differentiable, GPU-capable, tested against PyWavelets): ``ptwt.wavedec`` over the last
-dimension of ``(B, C, T)`` audio, ``ptwt.wavedec2`` over the last two of ``(B, C, H, W)`` images, with PyWavelets'
-filters (so ``"bior1.3"`` is PyWavelets' bior1.3; the paper's appendix prints different taps, see the book). The
-boundary ``mode`` is always passed to ptwt explicitly: ptwt's and PyWavelets' defaults differ (``"reflect"`` vs
-``"symmetric"``), and with the same mode the coefficients agree to machine precision.
+The transform runs over the last dimension of ``(B, C, T)`` audio and the last two of ``(B, C, H, W)`` images, with
+PyWavelets' coefficients: as PyWavelets' own analysis matrices for signals up to :data:`DENSE_MAX_SIZE` samples a
+side (see "Speed" below), and as ``ptwt.wavedec`` / ``ptwt.wavedec2`` (differentiable, GPU-capable, tested against
+PyWavelets) for longer ones. Both use PyWavelets' filters (so ``"bior1.3"`` is PyWavelets' bior1.3; the paper's
+appendix prints different taps, see the book). The boundary ``mode`` is always passed to ptwt explicitly: ptwt's and
+PyWavelets' defaults differ (``"reflect"`` vs ``"symmetric"``), and with the same mode the coefficients agree to
+machine precision.
 
 Bands and levels
 ----------------
@@ -18,9 +20,10 @@ Speed
 One DWT level along one axis is a linear map, padding included: ``[low | high] = x @ M`` with ``M`` the
 ``(n, 2 m)`` analysis matrix of the wavelet, the boundary mode and the length ``n``. For signals up to
 :data:`DENSE_MAX_SIZE` samples a side the transform runs as these matrix products (two per level in 2-D, rows then
-columns; ``M`` is built once per size by PyWavelets itself, from the identity, and cached). On a CPU this is 2-10x
-faster than ptwt's strided convolutions at the book's sizes, backward included (the convolution backward of small
-filters is slow there); longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
+columns; ``M`` is built once per size by PyWavelets itself, from the identity, and cached). On a CPU this was
+1-8x faster than ptwt's strided convolutions at 16-64 pixels in our measurements (most for bior1.3 and small
+images), backward included, since the convolution backward of small single-channel filters is slow there
+(``book/10_cost.ipynb``); longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
 transforms ``pred - target`` once instead of both signals (the DWT is linear, so the band differences are the bands
 of the difference).
 """
