@@ -49,8 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='a SpectralRegularizer name ("none", "fourier_amp", "fourier_amp_phase", "wavelet", '
                              '"wavelet_bior13"); default: wavelet (Haar)')
     parser.add_argument("--lambda-spec", type=float, default=None, help="λ, the spectral term's weight")
-    parser.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
-                        help="what the UNet predicts (diffusers' scheduler.config.prediction_type)")
+    parser.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="v_prediction",
+                        help="what the UNet predicts (diffusers' scheduler.config.prediction_type); default "
+                             "v_prediction: an error in an epsilon prediction grows up to ~160x in x̂₀ at the last "
+                             "timesteps, which makes the spectral term noisy (see examples/README.md)")
     parser.add_argument("--steps", type=int, default=None, help="optimisation steps")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
