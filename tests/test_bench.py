@@ -70,3 +70,11 @@ def test_time_losses_takes_custom_cases_and_reports_quartiles():
     assert row["name"] == "l1 (counted)" and row["shape"] == (2, 1, 8, 8)
     assert len(calls) == 4 and row["ms_min"] <= row["ms_q25"] <= row["ms"] <= row["ms_q75"]
     assert row["ratio_vs_mse"] != row["ratio_vs_mse"]  # NaN: no MSE baseline among the cases
+
+
+def test_loss_timings_follow_the_clock_choice():
+    cases = {"l1": ("image", lambda p, t: (p - t).abs().mean())}
+    assert losses.time_losses(1, 1, 8, 1, warmup=0, cases=cases)[0]["clock"] == "cpu"  # "auto" on a CPU
+    assert losses.time_losses(1, 1, 8, 1, warmup=0, cases=cases, clock="wall")[0]["clock"] == "wall"
+    with pytest.raises(ValueError, match="clock"):
+        losses.time_losses(1, 1, 8, 1, cases=cases, clock="sundial")

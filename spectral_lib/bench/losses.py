@@ -67,13 +67,15 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _time_once(loss: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor) -> float:
+def _time_once(
+    loss: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor, now: Callable[[], float]
+) -> float:
     pred.grad = None
     _sync(pred.device)
-    start = time.perf_counter()
+    start = now()
     loss(pred, target).backward()
     _sync(pred.device)
-    return (time.perf_counter() - start) * 1e3
+    return (now() - start) * 1e3
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:
@@ -93,20 +95,28 @@ def time_losses(
     warmup: int = 3,
     seed: int = 0,
     cases: dict[str, tuple[str, Callable[[Tensor, Tensor], Tensor]]] | None = None,
+    clock: str = "auto",
 ) -> list[dict]:
     """Median forward + backward time of each loss of :func:`loss_cases`, in ms, and its ratio to MSE.
 
     ``cases`` replaces :func:`loss_cases` (same form: name -> (signal kind, loss)), e.g. to time two
-    implementations of one loss side by side, interleaved.
+    implementations of one loss side by side, interleaved. ``clock`` as in
+    :func:`spectral_lib.bench.steps.time_training_steps`: ``"auto"`` reads this process's CPU time on a CPU (other
+    programs on a shared machine do not count) and the synchronised wall clock on CUDA/MPS.
 
     Returns:
-        One dict per loss: ``name``, ``shape`` (the input shape), ``ms`` (median), ``ms_min`` (the fastest round:
-        the least disturbed by other processes, the statistic to compare two implementations with on a busy
-        machine), ``ms_q25`` and ``ms_q75`` (quartiles over the rounds), ``ratio_vs_mse`` (``ms`` over the MSE time on the same-shaped batch; NaN when
-        ``cases`` has no ``"mse"`` / ``"mse (audio)"`` entry for that kind), ``device`` and ``threads``
-        (``torch.get_num_threads()``).
+        One dict per loss: ``name``, ``shape`` (the input shape), ``ms`` (median), ``ms_min`` (the fastest round,
+        the least disturbed one), ``ms_q25`` and ``ms_q75`` (quartiles over the rounds), ``ratio_vs_mse`` (``ms``
+        over the MSE time on the same-shaped batch; NaN when ``cases`` has no ``"mse"`` / ``"mse (audio)"`` entry
+        for that kind), ``clock``, ``device`` and ``threads`` (``torch.get_num_threads()``).
     """
+    from spectral_lib._checks import check_choice
+
     device = torch.device(device)
+    check_choice(clock, "clock", ("auto", "wall", "cpu"))
+    if clock == "auto":
+        clock = "wall" if device.type in ("cuda", "mps") else "cpu"
+    now = time.perf_counter if clock == "wall" else time.process_time
     generator = torch.Generator(device="cpu").manual_seed(seed)
     # audio: as many values as the image batch, but at least the largest default FFT size of the MR-STFT
     shapes = {"image": (batch, channels, size, size), "audio": (batch, 1, max(channels * size * size, 2048))}
@@ -120,7 +130,7 @@ def time_losses(
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for round_index in range(warmup + repeats):
         for name, (kind, fn) in cases.items():
-            elapsed = _time_once(fn, *inputs[kind])
+            elapsed = _time_once(fn, *inputs[kind], now)
             if round_index >= warmup:
                 samples[name].append(elapsed)
     times = {name: statistics.median(values) for name, values in samples.items()}
@@ -134,6 +144,7 @@ def time_losses(
             "ms_q25": _quartiles(samples[name])[0],
             "ms_q75": _quartiles(samples[name])[1],
             "ratio_vs_mse": times[name] / baseline[kind],
+            "clock": clock,
             "device": str(device),
             "threads": torch.get_num_threads(),
         }
@@ -141,7 +152,9 @@ def time_losses(
     ]
 
 
-def loss_scaling(profile: str = "cpu", *, device: str | torch.device = "cpu", channels: int = 1) -> list[dict]:
+def loss_scaling(
+    profile: str = "cpu", *, device: str | torch.device = "cpu", channels: int = 1, clock: str = "auto"
+) -> list[dict]:
     """:func:`time_losses` at each image side of the bench profile's ``loss_sizes`` (how the cost grows with N).
 
     Uses the profile's ``loss_batch`` and ``loss_repeats`` (:data:`spectral_lib.bench.steps.BENCH_PROFILES`).
@@ -155,7 +168,7 @@ def loss_scaling(profile: str = "cpu", *, device: str | torch.device = "cpu", ch
     bench = get_bench_profile(profile)
     rows: list[dict] = []
     for size in bench.loss_sizes:
-        for row in time_losses(bench.loss_batch, channels, size, bench.loss_repeats, device):
+        for row in time_losses(bench.loss_batch, channels, size, bench.loss_repeats, device, clock=clock):
             rows.append({**row, "size": size, "pixels": size * size, "loss": row["name"].split(",")[0]})
     return rows
 
@@ -179,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     rows = time_losses(args.batch, args.channels, args.size, args.repeats, args.device)
-    print(f"forward + backward, device={rows[0]['device']}, torch threads={rows[0]['threads']}, torch {torch.__version__}")
+    print(f"forward + backward, device={rows[0]['device']}, clock={rows[0]['clock']}, "
+          f"torch threads={rows[0]['threads']}, torch {torch.__version__}")
     print(format_table(rows))
 
 

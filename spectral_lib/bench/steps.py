@@ -382,11 +382,13 @@ def overhead_sweep(
     device: str | torch.device = "cpu",
     regularizers: Sequence[str] | None = None,
     progress: bool = False,
+    clock: str = "auto",
 ) -> list[dict[str, Any]]:
     """:func:`time_training_steps` (with ``time_terms=True``) at every point of the profile's size and batch sweeps.
 
     The network is the checkerboard experiment's UNet at the profile of the same name (``BenchProfile.network``);
-    on CUDA with that profile's mixed precision (the transforms themselves always run in float32).
+    on CUDA with that profile's mixed precision (the transforms themselves always run in float32). ``clock`` as in
+    :func:`time_training_steps` (``"auto"``: CPU time on a CPU, synchronised wall time on CUDA/MPS).
 
     Returns:
         The rows of every point (see :func:`time_training_steps`), each also with ``profile``. The size sweep is
@@ -403,7 +405,7 @@ def overhead_sweep(
         start = time.perf_counter()
         case = checkerboard_case(profile, size, batch)
         point = time_training_steps(case, regularizers, rounds=bench.rounds, warmup=bench.warmup, device=device,
-                                    amp=amp, time_terms=True)
+                                    amp=amp, time_terms=True, clock=clock)
         rows += [{**row, "profile": profile} for row in point]
         if progress:
             print(f"{size}x{size}, batch {batch}: {time.perf_counter() - start:.1f} s", flush=True)

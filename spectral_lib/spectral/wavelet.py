@@ -21,9 +21,9 @@ One DWT level along one axis is a linear map, padding included: ``[low | high] =
 ``(n, 2 m)`` analysis matrix of the wavelet, the boundary mode and the length ``n``. For signals up to
 :data:`DENSE_MAX_SIZE` samples a side the transform runs as these matrix products (two per level in 2-D, rows then
 columns; ``M`` is built once per size by PyWavelets itself, from the identity, and cached). On a CPU this was
-1-8x faster than ptwt's strided convolutions at 16-64 pixels in our measurements (most for bior1.3 and small
-images), backward included, since the convolution backward of small single-channel filters is slow there
-(``book/10_cost.ipynb``); longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
+1.5-2.3x faster (CPU time, forward + backward) than ptwt's strided convolutions at 16-64 pixels in our
+measurements, most for bior1.3: the convolution backward of small single-channel filters is slow there
+(``book/10_cost.ipynb``). Longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
 transforms ``pred - target`` once instead of both signals (the DWT is linear, so the band differences are the bands
 of the difference).
 """
