@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 JOBS ?= 1
+LAB_ARGS ?=
 CONSTRAINTS ?= requirements/constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
@@ -13,7 +14,7 @@ help:
 	@echo "make book   - create .venv, execute every notebook (PROFILE=$(PROFILE)), render _build/html"
 	@echo "make test   - create .venv, run the unit tests and every notebook at the smoke profile"
 	@echo "make bench  - regularizer overhead and throughput, as ratios"
-	@echo "make lab    - JupyterLab in the project environment"
+	@echo "make lab    - JupyterLab in the project environment (LAB_ARGS=--allow-root in a container)"
 
 venv: $(STAMP)
 
@@ -58,7 +59,7 @@ bench: venv
 
 lab: venv
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[lab]"
-	$(VENV)/bin/jupyter lab --notebook-dir=book
+	$(VENV)/bin/jupyter lab --notebook-dir=book $(LAB_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache
