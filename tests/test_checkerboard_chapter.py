@@ -58,7 +58,8 @@ def test_every_checkerboard_profile_has_a_comparison_and_a_grid():
         assert len(grid.lambdas) >= 2 and get_profile("checkerboard", profile).lambda_spec in grid.lambdas
         every = ablation_variants(profile)
         assert len(every) == len(set(every)) and Variant("none") in every
-    assert set(COMPARISON) == set(ABLATION)
+        assert "ddim" not in grid.formulations  # DDIM shares DDPM's training: sampled, not trained again
+    assert set(COMPARISON) == set(ABLATION) == set(profiles_for("checkerboard"))
 
 
 def test_smoke_grid_is_smaller_than_cpu_grid():
@@ -74,16 +75,21 @@ def test_unknown_names_are_refused_with_the_valid_ones():
         Variant("wavelet", -1.0)
     with pytest.raises(ValueError, match=r"profile for ABLATION.*'huge'.*'smoke'"):
         ablation_variants("huge")
-    with pytest.raises(ValueError, match="lambdas"):
-        AblationGrid(lambdas=(), regularizers=("wavelet",), formulations=("ddpm",))
+    with pytest.raises(ValueError, match="sweeps"):
+        AblationGrid(sweeps={"wavelet": ()}, formulations=("ddpm",))
+    with pytest.raises(ValueError, match="regularizer.*'haar'"):
+        AblationGrid(sweeps={"haar": (1.0,)}, formulations=("ddpm",))
 
 
 def test_grid_variants():
-    grid = AblationGrid(lambdas=(0.1, 1.0), regularizers=("wavelet", "fourier_amp"), formulations=("ddpm", "edm"))
+    grid = AblationGrid(sweeps={"wavelet": (0.1, 1.0), "fourier_amp": (3.0,)}, formulations=("ddpm", "edm"),
+                        extra=(Variant("wavelet", 0.01, "ddpm"),))
+    assert grid.lambdas == (0.1, 1.0, 3.0)
     assert grid.lambda_variants() == [Variant("none"), Variant("wavelet", 0.1), Variant("wavelet", 1.0),
-                                      Variant("fourier_amp", 0.1), Variant("fourier_amp", 1.0)]
+                                      Variant("fourier_amp", 3.0)]
     assert grid.formulation_variants() == [Variant("none", None, "ddpm"), Variant("wavelet", None, "ddpm"),
-                                           Variant("none", None, "edm"), Variant("wavelet", None, "edm")]
+                                           Variant("none", None, "edm"), Variant("wavelet", None, "edm"),
+                                           Variant("wavelet", 0.01, "ddpm")]
 
 
 def test_overrides_and_labels():
@@ -135,6 +141,20 @@ def test_two_threads_asking_for_one_run_train_it_once(tmp_path):
         t.join()
     assert sorted(r.cached for r in results) == [False, True]
     assert torch.equal(results[0].samples, results[1].samples)
+
+
+def test_sample_with_ddim_uses_the_ddpm_network(tmp_path):
+    ddpm = run_variant(Variant("none", formulation="ddpm"), profile="smoke", root=tmp_path, **TINY)
+    again = ablation.sample_with(ddpm, "ddpm")
+    assert torch.equal(again, ddpm.samples)  # same network, sampler and seed: the run's own samples
+    ddim = ablation.sample_with(ddpm, "ddim", n=3)
+    assert ddim.shape == (3, 1, 16, 16) and not torch.equal(ddim, ddpm.samples[:3])
+    assert float(ddim.abs().max()) <= 1.0
+    edm = run_variant(Variant("none", formulation="edm"), profile="smoke", root=tmp_path, **TINY)
+    with pytest.raises(ValueError, match="trained with 'ddpm' or 'ddim'.*'edm'"):
+        ablation.sample_with(edm, "ddim")
+    with pytest.raises(ValueError, match="formulation.*'edm'"):
+        ablation.sample_with(ddpm, "edm")
 
 
 # ------------------------------------------------------------------------------------------------ scores

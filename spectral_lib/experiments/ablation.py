@@ -38,6 +38,8 @@ __all__ = [
     "variant_config",
     "variant_dir",
     "run_variant",
+    "sample_with",
+    "DISPLAY_NAMES",
     "harmonic_cutoff",
     "SPECTRUM_FLOOR",
     "checkerboard_scores",
@@ -101,30 +103,39 @@ class AblationGrid:
     """Chapter 6's grid for one profile.
 
     Attributes:
-        lambdas: the λ values each of ``regularizers`` is trained with.
-        regularizers: the regularizers swept over ``lambdas``.
+        sweeps: ``{regularizer: λ values}``, each regularizer trained at each of its λ (profile's formulation).
         formulations: formulations each trained twice, baseline and ``formulation_regularizer`` at the profile's λ.
+            DDIM shares DDPM's training: list ``"ddpm"`` and sample its networks with DDIM (:func:`sample_with`)
+            rather than training them again.
         formulation_regularizer: the regularizer of the formulation comparison.
+        extra: hand-picked variants (e.g. DDPM with a small λ).
     """
 
-    lambdas: tuple[float, ...]
-    regularizers: tuple[str, ...]
+    sweeps: Mapping[str, tuple[float, ...]]
     formulations: tuple[str, ...]
     formulation_regularizer: str = "wavelet"
+    extra: tuple[Variant, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.lambdas or not self.regularizers:
-            raise ValueError(f"lambdas and regularizers must be non-empty, got {self.lambdas!r}, {self.regularizers!r}")
-        for lam in self.lambdas:
-            check_positive(lam, "lambdas", allow_zero=True)
+        if not self.sweeps or any(not lambdas for lambdas in self.sweeps.values()):
+            raise ValueError(f"sweeps must map regularizers to non-empty tuples of λ values, got {self.sweeps!r}")
+        for regularizer, lambdas in self.sweeps.items():
+            for lam in lambdas:
+                Variant(regularizer, lam)  # validates both
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        """Every λ of the sweeps, sorted."""
+        return tuple(sorted({float(lam) for lambdas in self.sweeps.values() for lam in lambdas}))
 
     def lambda_variants(self) -> list[Variant]:
-        """``Variant(regularizer, λ)`` for every regularizer and λ (profile's formulation), plus the baseline."""
-        return [Variant("none")] + [Variant(r, lam) for r in self.regularizers for lam in self.lambdas]
+        """The baseline, then ``Variant(regularizer, λ)`` for every sweep (profile's formulation)."""
+        return [Variant("none")] + [Variant(r, lam) for r, lambdas in self.sweeps.items() for lam in lambdas]
 
     def formulation_variants(self) -> list[Variant]:
-        """Baseline and ``formulation_regularizer`` (profile's λ) for every formulation."""
-        return [Variant(r, None, f) for f in self.formulations for r in ("none", self.formulation_regularizer)]
+        """Baseline and ``formulation_regularizer`` (profile's λ) for every formulation, then :attr:`extra`."""
+        pairs = [Variant(r, None, f) for f in self.formulations for r in ("none", self.formulation_regularizer)]
+        return pairs + list(self.extra)
 
 
 COMPARISON: dict[str, tuple[str, ...]] = {
@@ -136,14 +147,18 @@ COMPARISON: dict[str, tuple[str, ...]] = {
 formulation. All four of the paper's variants (AMP, AMPPHASE, HAAR, BIOR13) at every profile."""
 
 ABLATION: dict[str, AblationGrid] = {
-    # Plumbing only: two λ of one regularizer, two formulations.
-    "smoke": AblationGrid(lambdas=(0.1, 1.0), regularizers=("wavelet",), formulations=("ddpm", "edm")),
-    # Four λ of Haar, three of the Fourier amplitude (λ = 1 and the baselines come from chapter 5's cache),
-    # and the three formulations with Haar.
-    "cpu": AblationGrid(lambdas=(0.1, 0.3, 1.0, 3.0), regularizers=("wavelet", "fourier_amp"),
-                        formulations=("ddpm", "ddim", "edm")),
-    "gpu": AblationGrid(lambdas=(0.03, 0.1, 0.3, 1.0, 3.0, 10.0), regularizers=("wavelet", "fourier_amp",
-                        "fourier_amp_phase", "wavelet_bior13"), formulations=("ddpm", "ddim", "edm")),
+    # Plumbing only: two λ of one regularizer, DDPM next to the profile's EDM.
+    "smoke": AblationGrid(sweeps={"wavelet": (0.1, 1.0)}, formulations=("ddpm", "edm")),
+    # Four λ of Haar, two of the Fourier amplitude (λ = 1 and the baselines come from chapter 5's cache); DDPM
+    # next to EDM (DDIM by sampling DDPM's networks), and DDPM with the small λ its ε-parameterisation needs.
+    # Seven new runs of about 2 minutes each on 2 cores.
+    "cpu": AblationGrid(sweeps={"wavelet": (0.1, 0.3, 1.0, 3.0), "fourier_amp": (1.0, 3.0)},
+                        formulations=("ddpm", "edm"), extra=(Variant("wavelet", 0.01, "ddpm"),)),
+    "gpu": AblationGrid(
+        sweeps={r: (0.03, 0.1, 0.3, 1.0, 3.0) for r in ("wavelet", "wavelet_bior13", "fourier_amp",
+                                                          "fourier_amp_phase")},
+        formulations=("ddpm", "edm"), extra=(Variant("wavelet", 0.01, "ddpm"), Variant("wavelet", 0.001, "ddpm")),
+    ),
 }
 """Chapter 6: the ablation grid per profile (:class:`AblationGrid`)."""
 
@@ -229,6 +244,57 @@ def run_variant(
     with _locked(out.parent / f"{out.name}.lock"):
         return run_experiment(experiment, profile=profile, regularizer=variant.regularizer, out=out, resume=True,
                               progress=progress, **changes)
+
+
+def sample_with(result: Any, formulation: str, *, n: int | None = None, steps: int | None = None,
+                **sample_kwargs: Any) -> torch.Tensor:
+    """Samples of a finished run's EMA network drawn with the sampler of another formulation that shares its
+    training: DDPM's networks with DDIM (``eta = 0`` unless ``sample_kwargs`` say otherwise) or back.
+
+    DDIM changes only the sampler (Song et al. 2021), so chapter 6 compares DDPM's ancestral sampler and DDIM on one
+    trained network instead of training it twice. Same seed as the run's own samples.
+
+    Args:
+        result: a :class:`~spectral_lib.experiments.run.RunResult` of a ``"ddpm"`` or ``"ddim"`` run.
+        formulation: ``"ddpm"`` or ``"ddim"``.
+        n, steps: number of samples and sampler steps (default: the run's ``n_samples`` and ``sample_steps``).
+
+    Returns:
+        ``(n, C, H, W)`` float32 samples in ``[-1, 1]`` on the CPU.
+    """
+    from spectral_lib.diffusion import make_formulation
+    from spectral_lib.experiments import train as train_mod
+    from spectral_lib.experiments.checkpoint import load_checkpoint
+    from spectral_lib.experiments.run import generate_samples
+
+    config: ExperimentConfig = result.config
+    shared = ("ddpm", "ddim")
+    check_choice(formulation, "formulation", shared)
+    if config.formulation not in shared:
+        raise ValueError(
+            f"sample_with needs a run trained with 'ddpm' or 'ddim' (they share their training), got a "
+            f"{config.formulation!r} run in {str(result.out_dir)!r}"
+        )
+    state = load_checkpoint(train_mod.checkpoint_path(result.out_dir), map_location="cpu")
+    model = train_mod.build_model(config)
+    model.load_state_dict(state["ema"])
+    sampler = make_formulation(formulation, **config.formulation_kwargs)
+    return generate_samples(
+        model, sampler, tuple(state["sample_shape"]), int(n or config.n_samples), steps=steps or config.sample_steps,
+        seed=train_mod.stream_seed(config.seed, "samples"), device="cpu", batch_size=config.sample_batch_size,
+        sample_kwargs=sample_kwargs,
+    )
+
+
+DISPLAY_NAMES: dict[str, str] = {
+    "none": "baseline (MSE only)",
+    "fourier_amp": "Fourier amplitude",
+    "fourier_amp_phase": "Fourier amp. + phase",
+    "wavelet": "Haar wavelet",
+    "wavelet_bior13": "bior1.3 wavelet",
+    "mrstft": "MR-STFT",
+}
+"""Names of the regularizers in the chapters' figures and tables (the paper's AMP, AMPPHASE, HAAR, BIOR13)."""
 
 
 # ------------------------------------------------------------------------------------------------ scores
