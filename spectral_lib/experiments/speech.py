@@ -82,9 +82,9 @@ DIFFWAVE_SCHEDULE: dict[str, Any] = {"num_steps": 50, "beta_start": 1e-4, "beta_
 
 PAPER_NAMES: dict[str, str] = {
     "none": "Baseline", "fourier_amp": "AMP", "fourier_amp_phase": "AMP+PHASE", "wavelet": "HAAR",
-    "wavelet_bior13": "BIOR13", "mrstft": "MR-STFT (ours, not in the paper)",
+    "wavelet_bior13": "BIOR13", "mrstft": "MR-STFT (ours)",
 }
-"""Our regularizer names -> the paper's (Table 2)."""
+"""Our regularizer names -> the paper's (Table 2); the MR-STFT term is ours, not one of the paper's."""
 
 PAPER_TABLE2: dict[str, dict[str, tuple[float, str]]] = {
     "baseline": {"fad": (1.994, "Baseline"), "utmos": (3.941, "Baseline"), "pesq": (3.440, "Baseline"),
