@@ -180,7 +180,8 @@ def test_missing_and_unexpected_weights_are_named(public):
         dp.load_diffwave_checkpoint(ckpt)
     ckpt = _checkpoint(public)
     ckpt["model"]["input_projection.weight"] = torch.zeros(3, 1, 1)
-    with pytest.raises(ValueError, match=r"shapes differ: input_projection.weight: checkpoint \(3, 1, 1\), model \(8, 1, 1\)"):
+    shapes = r"shapes differ: input_projection.weight: checkpoint \(3, 1, 1\), model \(8, 1, 1\)"
+    with pytest.raises(ValueError, match=shapes):
         dp.load_diffwave_checkpoint(ckpt)
 
 
@@ -230,4 +231,5 @@ def test_build_model_fine_tunes_from_a_checkpoint(public, checkpoint_file):
                                      "residual_channels": 8, "dilation_cycle": 2, "pretrained": str(checkpoint_file)})
     model = build_model(config)
     assert model.training
-    torch.testing.assert_close(model.residual_layers[3].dilated_conv.weight, public.residual_layers[3].dilated_conv.weight)
+    torch.testing.assert_close(model.residual_layers[3].dilated_conv.weight,
+                               public.residual_layers[3].dilated_conv.weight)

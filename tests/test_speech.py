@@ -21,8 +21,8 @@ from spectral_lib.models import DiffWave, diffwave_preset
 from spectral_lib.spectral import fourier_amplitude_loss, wavelet_loss
 
 TINY_STANDIN = {"n_utterances": 6, "seconds": [0.7, 0.9], "seed": 0}  # 2 held-out (LJ001/LJ002), 4 for training
-FAST = dict(steps=2, batch_size=2, warmup_steps=1, log_every=1, device="cpu", progress=False,
-            data={"standin": TINY_STANDIN, "crop_frames": 4}, sample_kwargs={"clip_frames": 43})  # 0.5 s: PESQ needs speech
+FAST = dict(steps=2, batch_size=2, warmup_steps=1, log_every=1, device="cpu", progress=False,  # clips of 0.5 s:
+            data={"standin": TINY_STANDIN, "crop_frames": 4}, sample_kwargs={"clip_frames": 43})  # PESQ needs speech
 
 
 @pytest.fixture(autouse=True)
@@ -277,7 +277,8 @@ def test_cli_trains_on_a_data_dir(standin_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--experiment", "ljspeech", "--profile", "smoke", "--regularizer", "mrstft",
                  "--lambda-spec", "0.05", "--data-dir", str(standin_dir), "--out", str(out), "--steps", "1",
-                 "--batch-size", "2", "--no-progress", "--set", "warmup_steps=0", "--set", "sample_kwargs.clip_frames=43"])
+                 "--batch-size", "2", "--no-progress", "--set", "warmup_steps=0",
+                 "--set", "sample_kwargs.clip_frames=43"])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert '"mrstft"' in printed and '"pesq"' in printed

@@ -35,6 +35,7 @@ they are written into ``config.json``; :func:`describe_metrics` states each metr
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -475,8 +476,6 @@ def describe_metrics(config: ExperimentConfig) -> str:
     from spectral_lib.spectral.stft import mrstft_loss
 
     s = vocoder_eval(config)
-    import inspect
-
     defaults = {k: v.default for k, v in inspect.signature(mrstft_loss).parameters.items()
                 if v.default is not inspect.Parameter.empty}
     seconds = s.clip_samples / SAMPLE_RATE
