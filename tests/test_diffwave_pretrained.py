@@ -225,6 +225,34 @@ def test_download_verifies_and_caches_then_loads(public, checkpoint_file, tmp_pa
     assert isinstance(dp.load_diffwave_checkpoint(opaque), DiffWave)
 
 
+def test_published_file_with_the_public_attrdict_loads_without_the_package(public, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("diffwave.params")
+
+    class AttrDict(dict):  # as diffwave.params.AttrDict: a dict that is its own __dict__
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.__dict__ = self
+
+    AttrDict.__module__, AttrDict.__qualname__ = "diffwave.params", "AttrDict"
+    fake.AttrDict = AttrDict
+    monkeypatch.setitem(sys.modules, "diffwave", types.ModuleType("diffwave"))
+    monkeypatch.setitem(sys.modules, "diffwave.params", fake)
+    path = tmp_path / "published.pt"
+    torch.save({**_checkpoint(public), "params": AttrDict(PARAMS)}, path)
+    monkeypatch.delitem(sys.modules, "diffwave.params")
+    monkeypatch.delitem(sys.modules, "diffwave")
+    with pytest.raises(ValueError, match="only the published checkpoints"):
+        dp.read_diffwave_checkpoint(path)  # unknown digest: refused
+    monkeypatch.setitem(dp.PRETRAINED_DIFFWAVE, "published", dp.PretrainedDiffWave(
+        url=path.as_uri(), sha256=hashlib.sha256(path.read_bytes()).hexdigest(), filename="p.pt", notes=""))
+    model = dp.load_diffwave_checkpoint(path)  # known digest: read, AttrDict as a dict
+    assert model.config.residual_layers == 4
+    torch.testing.assert_close(model.input_projection.weight, public.input_projection.weight)
+
+
 def test_build_model_fine_tunes_from_a_checkpoint(public, checkpoint_file):
     config = ExperimentConfig(experiment="x", profile="y", data={"source": "audio"},
                               model={"name": "diffwave", "preset": "paper", "residual_layers": 4,

@@ -28,7 +28,8 @@ parameter names are the public ones (see :mod:`spectral_lib.models.diffwave`), s
 a ``module.`` prefix (a model saved from ``DataParallel``) is stripped, and the sinusoidal step table
 ``diffusion_embedding.embedding`` (a non-persistent buffer there as here, rebuilt from ``num_steps``) is dropped if
 an old file carries it. The file is read with ``torch.load(weights_only=True)``; only when that fails *and* the file
-is byte for byte the published one (its SHA-256 matches) is it unpickled in full.
+is byte for byte the published one (its SHA-256 matches) is it unpickled in full, with any class of the public
+``diffwave`` package (its ``AttrDict`` of hyper-parameters) read as a plain dict.
 
 Two differences to keep in mind when fine-tuning: the public model takes audio ``(B, T)`` (ours ``(B, 1, T)``), and
 the public trainer minimises the **L1** distance between the noise and its prediction, our DDPM the mean squared
@@ -40,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +145,21 @@ def public_state_dict_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, to
     return out
 
 
+class _PublicAttrDict(dict):
+    """Stands in for ``diffwave.params.AttrDict`` (a dict subclass) when a published file pickled one: the public
+    package need not be installed to read its checkpoint."""
+
+
+class _LenientUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "diffwave" or module.startswith("diffwave."):
+            return _PublicAttrDict
+        return super().find_class(module, name)
+
+
+_LENIENT_PICKLE = types.SimpleNamespace(__name__="pickle", Unpickler=_LenientUnpickler, load=pickle.load)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -173,7 +190,7 @@ def read_diffwave_checkpoint(path: str | os.PathLike[str], *, map_location: str 
                 f"{str(path)!r} cannot be read with torch.load(weights_only=True) ({reason}); only the published "
                 "checkpoints (verified by SHA-256) are unpickled in full"
             ) from err
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False, pickle_module=_LENIENT_PICKLE)
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f"{str(path)!r} holds a {type(checkpoint).__name__}, expected a dict checkpoint")
     return dict(checkpoint)
