@@ -139,6 +139,10 @@ def test_mean_std_and_noise_verdict():
     assert faces.noise_verdict([10.3, 10.5, 10.1], base)[1] == "within noise"
     assert faces.noise_verdict([10.3, 10.5, 10.1], base, z=1.0)[1] == "worse"
     assert faces.noise_verdict([9.0], [10.0]) == (-1.0, "no error bar")
+    # clears the sampling noise, but two baselines trained with other seeds lie 2.5 apart
+    assert faces.noise_verdict([8.0, 8.1, 7.9], base, training_gap=2.5) == (pytest.approx(-2.0),
+                                                                             "within training noise")
+    assert faces.noise_verdict([8.0, 8.1, 7.9], base, training_gap=-1.5)[1] == "better"
 
 
 def test_texture_crop_finds_where_the_variants_differ(generator):

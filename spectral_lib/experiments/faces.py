@@ -577,14 +577,19 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-def noise_verdict(values: Sequence[float], baseline: Sequence[float], *, z: float = 2.0) -> tuple[float, str]:
+def noise_verdict(
+    values: Sequence[float], baseline: Sequence[float], *, z: float = 2.0, training_gap: float | None = None
+) -> tuple[float, str]:
     """``(difference of means, verdict)`` of a variant's values against the baseline's (lower is better).
 
     The verdict is ``"within noise"`` when ``|difference| <= z * standard error of the difference``
     (``sqrt(s_a^2 / n_a + s_b^2 / n_b)``, sample standard deviations), else ``"better"``/``"worse"``. With one value
-    per side there is no error estimate and the verdict is ``"no error bar"``. The spread comes from the seeds
-    given (e.g. sampling seeds), so it says nothing about training noise unless training seeds were varied.
-    ``z = 2``: our choice (about a 95 % two-sided band for normal errors).
+    per side there is no error estimate and the verdict is ``"no error bar"``. ``z = 2``: our choice (about a 95 %
+    two-sided band for normal errors).
+
+    The spread comes from the seeds given (e.g. sampling seeds) and says nothing about training noise.
+    ``training_gap`` (e.g. the distance between two baselines trained with different seeds) adds that yardstick: a
+    difference that clears the sampling noise but not ``training_gap`` is ``"within training noise"``.
     """
     a, b = np.asarray(values, np.float64), np.asarray(baseline, np.float64)
     diff = float(a.mean() - b.mean())
@@ -593,6 +598,8 @@ def noise_verdict(values: Sequence[float], baseline: Sequence[float], *, z: floa
     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
     if abs(diff) <= z * se:
         return diff, "within noise"
+    if training_gap is not None and abs(diff) <= abs(float(training_gap)):
+        return diff, "within training noise"
     return diff, "better" if diff < 0 else "worse"
 
 
