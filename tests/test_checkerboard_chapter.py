@@ -187,6 +187,7 @@ def test_scores_of_the_data_blurred_and_noisy_boards():
     assert same["hf_ratio"] == pytest.approx(1.0, abs=1e-6)
     assert same["spectral_distance"] == pytest.approx(0.0, abs=1e-6)
     assert same["binary_share"] == 1.0 and same["ideal_agreement"] == 1.0 and same["contrast"] == pytest.approx(1)
+    assert same["clean_share"] == 1.0
     blurred = checkerboard_scores(box_blur(other).float(), data)
     assert blurred["hf_ratio"] < 0.5 and blurred["binary_share"] < 0.6 and blurred["spectral_distance"] > 0.1
     noisy = other + 0.3 * torch.randn(other.shape, generator=torch.Generator().manual_seed(2))
@@ -232,3 +233,16 @@ def test_calibration_boards_score_as_their_names_say():
     assert impostor["binary_share"] < 0.6 and impostor["ideal_mae"] > 0.3
     with pytest.raises(ValueError, match="blur_sigma"):
         ablation.calibration_boards(data, blur_sigma=0)
+
+
+def test_clean_share_counts_boards_not_pixels():
+    data = boards(8, seed=0)
+    broken = data.clone()
+    broken[:2, :, :8, :8] *= -1  # two boards with 4 checks flipped (64 of 1024 pixels, 6 %)
+    broken[2:4, :, :4, :4] *= -1  # two with one check flipped (16 pixels, 1.6 %)
+    scores = checkerboard_scores(broken, data)
+    assert scores["clean_share"] == pytest.approx(6 / 8)
+    assert scores["ideal_agreement"] == pytest.approx(1 - (2 * 64 + 2 * 16) / (8 * 1024))
+    assert checkerboard_scores(broken, data, clean_agreement=0.99)["clean_share"] == pytest.approx(4 / 8)
+    with pytest.raises(ValueError, match="clean_agreement"):
+        checkerboard_scores(broken, data, clean_agreement=0.0)

@@ -42,6 +42,7 @@ __all__ = [
     "DISPLAY_NAMES",
     "harmonic_cutoff",
     "SPECTRUM_FLOOR",
+    "CLEAN_AGREEMENT",
     "checkerboard_scores",
     "floored_radial_spectrum",
     "mean_power_map",
@@ -326,12 +327,19 @@ distance or a log plot without a floor is dominated by how far below 1e-30 the r
 With the floor, power under it counts as "nothing" in :func:`checkerboard_scores` and the plots (our choice)."""
 
 
+CLEAN_AGREEMENT = 0.95
+"""A generated board is "clean" when at least this share of its pixels lies on the correct side of the midpoint
+for its nearest ideal board (our choice: fewer than 1 pixel in 20 wrong; one misplaced 4-pixel check in a 32x32
+board is 16 pixels, 1.6 %). Used by :func:`checkerboard_scores`."""
+
+
 def checkerboard_scores(
     samples: torch.Tensor,
     data: torch.Tensor,
     check_sizes: Sequence[int] = (4,),
     *,
     floor: float = SPECTRUM_FLOOR,
+    clean_agreement: float = CLEAN_AGREEMENT,
 ) -> dict[str, float]:
     """The numbers of chapter 5's table for generated boards ``samples`` against data boards ``data``.
 
@@ -342,14 +350,19 @@ def checkerboard_scores(
       ``floor`` times the data's variance (decades, 0 = the data's radial spectrum).
     * ``binary_share``, ``ideal_agreement``, ``contrast``, ``ideal_mae``: from
       :func:`~spectral_lib.data.checkerboard.checkerboard_metrics` with the data's two values ``-1`` and ``+1``.
+    * ``clean_share``: share of *samples* with at least ``clean_agreement`` of their pixels on the correct side of
+      the midpoint for their nearest ideal board: boards without a visible defect. ``ideal_agreement`` averages
+      over pixels, so a few badly broken boards and many slightly soft ones can give it the same value; this
+      counts boards.
 
     Args:
         samples: ``(B, C, H, W)`` in ``[-1, 1]``.
         data: ``(N, C, H, W)`` data boards, same image size.
         check_sizes: the check sizes of the data (profile's ``data["check_sizes"]``).
         floor: relative power floor (default :data:`SPECTRUM_FLOOR`).
+        clean_agreement: per-sample agreement that counts as a clean board (default :data:`CLEAN_AGREEMENT`).
     """
-    from spectral_lib.data.checkerboard import checkerboard_metrics
+    from spectral_lib.data.checkerboard import checkerboard_metrics, nearest_ideal_checkerboard
     from spectral_lib.metrics.spectrum import high_frequency_energy_ratio, spectral_distance
 
     samples = check_signal(samples, "samples", ranks=(4,))
@@ -361,6 +374,11 @@ def checkerboard_scores(
         "spectral_distance": spectral_distance(samples, data, eps=eps),
     }
     scores.update(checkerboard_metrics(samples, tuple(check_sizes)))
+    if not 0.0 < float(clean_agreement) <= 1.0:
+        raise ValueError(f"clean_agreement must be in (0, 1], got {clean_agreement!r}")
+    board = nearest_ideal_checkerboard(samples, tuple(check_sizes)).board
+    per_sample = ((samples.detach().float().cpu() > 0) == (board > 0)).flatten(1).float().mean(dim=1)
+    scores["clean_share"] = float((per_sample >= float(clean_agreement)).float().mean())
     return scores
 
 
