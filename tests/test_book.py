@@ -61,7 +61,7 @@ def test_colab_cells_follow_config():
 def test_notebook_runs_at_smoke_profile(path):
     execute_notebooks.copy_sources(SMOKE_TREE, notebooks=False)
     output = SMOKE_TREE / path
-    tmp = output.with_name(f".{output.name}.running")
+    tmp = output.with_name(f".{output.stem}.running.ipynb")
     seconds = execute_notebooks.execute(ROOT / path, tmp, "smoke", cwd=output.parent, timeout=600)
     tmp.replace(output)
     nb = nbformat.read(output, as_version=4)
