@@ -6,6 +6,7 @@ The executed notebooks are written to ``_build/smoke/src`` (a copy of the book's
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,27 @@ def test_every_notebook_is_in_the_toc():
     listed = set(NOTEBOOKS)
     orphans = [str(p) for p in ALL_NOTEBOOKS if p not in listed]
     assert not orphans, f"notebooks in book/ missing from _toc.yml: {orphans}"
+
+
+PLACEHOLDER = re.compile(r"\bTODO\b|^\s*(?:- )?[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\s*$", re.MULTILINE)
+
+
+def _prose(path: Path) -> str:
+    if path.suffix == ".md":
+        return path.read_text()
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("entry", execute_notebooks.toc_entries(), ids=str)
+def test_no_placeholder_left_in_the_prose(entry):
+    path = next(ROOT / (entry + s) for s in (".md", ".ipynb") if (ROOT / (entry + s)).exists())
+    found = [m.group(0).strip() for m in PLACEHOLDER.finditer(_prose(path))]
+    assert not found, f"{path.relative_to(ROOT)}: placeholder text left for the reader: {found}"
+
+
+def test_placeholder_pattern_catches_what_it_should():
+    assert PLACEHOLDER.findall("text\nRESULTS_DISCUSSION\n- SUMMARY_RESULTS\nTODO: later")
+    assert not PLACEHOLDER.findall("uses `DENSE_MAX_SIZE` and SPECTRAL_LIB_CACHE in a sentence; a TODOs list")
 
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=str)
