@@ -49,6 +49,7 @@ notebooks: venv
 	$(PY) scripts/execute_notebooks.py --profile $(PROFILE) --out _build/src --jobs $(JOBS)
 
 html: venv
+	$(PY) scripts/execute_notebooks.py --sources-only --out _build/src
 	$(VENV)/bin/jupyter-book build _build/src --path-output .
 	@echo "Book: $(CURDIR)/_build/html/index.html"
 

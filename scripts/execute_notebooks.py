@@ -5,6 +5,9 @@ The sources stay clean: ``_config.yml``, ``_toc.yml``, ``references.bib`` and ``
 and the copies are executed in place there; ``jupyter-book build <out>`` then renders the stored outputs.
 
     python scripts/execute_notebooks.py --profile cpu --out _build/src [--jobs 2] [--only book/05_checkerboard.ipynb]
+    python scripts/execute_notebooks.py --sources-only --out _build/src   # pages and config only (make html)
+
+``--only`` re-executes the named notebooks and keeps the others' executed copies in ``--out``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,17 @@ def copy_sources(out: Path, root: Path = ROOT, *, notebooks: bool = True) -> Non
         _copy_atomic(src, out / rel)
 
 
+def prepare_tree(out: Path, notebooks: list[Path], root: Path = ROOT) -> None:
+    """Copy the sources to ``out`` for executing ``notebooks``: every page and configuration file, a fresh copy of
+    each notebook in ``notebooks``, and of any other notebook of the toc that ``out`` does not hold yet. Notebooks
+    already executed in ``out`` and not named are kept, so that ``--only`` re-executes a chapter without wiping
+    the others' outputs."""
+    copy_sources(out, root, notebooks=False)
+    for nb in toc_notebooks(root):
+        if nb in notebooks or not (out / nb).exists():
+            _copy_atomic(root / nb, out / nb)
+
+
 def execute(notebook: Path, output: Path, profile: str, *, cwd: Path, timeout: int | None = None) -> float:
     """Execute ``notebook`` into ``output`` with ``profile`` injected; return the wall time in seconds."""
     import papermill as pm
@@ -96,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "src", help="where the executed copy goes")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks executed at once")
     parser.add_argument("--only", nargs="*", default=None, help="execute only these notebooks (paths as in the toc)")
+    parser.add_argument("--sources-only", action="store_true",
+                        help="refresh the copied pages and configuration (not the executed notebooks) and stop")
     args = parser.parse_args(argv)
 
     out = args.out.resolve()
-    copy_sources(out)
     notebooks = toc_notebooks()
     if args.only:
         wanted = {Path(p).with_suffix(".ipynb") for p in args.only}
@@ -107,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"not in _toc.yml: {', '.join(map(str, sorted(unknown)))}")
         notebooks = [nb for nb in notebooks if nb in wanted]
+    if args.sources_only:
+        notebooks = []
+    prepare_tree(out, notebooks)
+    if not notebooks:
+        print(f"[execute] sources copied to {out}; no notebook executed")
+        return 0
     if args.jobs > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // args.jobs)))
 

@@ -74,6 +74,20 @@ def test_notebook_is_committed_without_outputs(path):
     assert not dirty, f"{path}: cells {dirty} carry outputs; clear them (the book renders papermill's copies)"
 
 
+def test_prepare_tree_keeps_executed_notebooks_it_is_not_asked_to_run(tmp_path):
+    first, second = NOTEBOOKS[0], NOTEBOOKS[1]
+    execute_notebooks.prepare_tree(tmp_path, [])
+    assert all((tmp_path / nb).exists() for nb in NOTEBOOKS), "a missing notebook must be copied"
+    assert (tmp_path / "_toc.yml").exists() and (tmp_path / "book" / "11_workshop.md").exists()
+    (tmp_path / first).write_text("executed")
+    (tmp_path / second).write_text("stale")
+    (tmp_path / "book" / "11_workshop.md").write_text("old page")
+    execute_notebooks.prepare_tree(tmp_path, [second])
+    assert (tmp_path / first).read_text() == "executed", "--only wiped another chapter's executed copy"
+    assert (tmp_path / second).read_bytes() == (ROOT / second).read_bytes(), "the notebook to run is a fresh copy"
+    assert (tmp_path / "book" / "11_workshop.md").read_bytes() == (ROOT / "book" / "11_workshop.md").read_bytes()
+
+
 def test_colab_cells_follow_config():
     assert sync_colab_cells.main(["--check"]) == 0
 
