@@ -59,19 +59,17 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def copy_sources(out: Path, root: Path = ROOT, *, notebooks: bool = True) -> None:
-    """Copy the book's sources to ``out``: the configuration files and everything under ``book/``.
+def copy_sources(out: Path, root: Path = ROOT) -> None:
+    """Copy the book's pages to ``out``: the configuration files and everything under ``book/`` but the notebooks.
 
-    With ``notebooks=False`` the notebooks themselves are left out (they are written there by papermill), so that
-    several processes can prepare the same tree at once.
+    The notebooks are left out (papermill writes them there, see :func:`prepare_tree`), so that several processes
+    can prepare the same tree at once.
     """
     for name in BOOK_FILES:
         _copy_atomic(root / name, out / name)
     for src in (root / "book").rglob("*"):
         rel = src.relative_to(root)
-        if src.is_dir() or ".ipynb_checkpoints" in rel.parts or "runs" in rel.parts:
-            continue
-        if src.suffix == ".ipynb" and not notebooks:
+        if src.is_dir() or ".ipynb_checkpoints" in rel.parts or "runs" in rel.parts or src.suffix == ".ipynb":
             continue
         _copy_atomic(src, out / rel)
 
@@ -81,7 +79,7 @@ def prepare_tree(out: Path, notebooks: list[Path], root: Path = ROOT) -> None:
     each notebook in ``notebooks``, and of any other notebook of the toc that ``out`` does not hold yet. Notebooks
     already executed in ``out`` and not named are kept, so that ``--only`` re-executes a chapter without wiping
     the others' outputs."""
-    copy_sources(out, root, notebooks=False)
+    copy_sources(out, root)
     for nb in toc_notebooks(root):
         if nb in notebooks or not (out / nb).exists():
             _copy_atomic(root / nb, out / nb)

@@ -95,7 +95,7 @@ def test_colab_cells_follow_config():
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=str)
 def test_notebook_runs_at_smoke_profile(path):
-    execute_notebooks.copy_sources(SMOKE_TREE, notebooks=False)
+    execute_notebooks.copy_sources(SMOKE_TREE)
     output = SMOKE_TREE / path
     tmp = output.with_name(f".{output.stem}.running.ipynb")
     seconds = execute_notebooks.execute(ROOT / path, tmp, "smoke", cwd=output.parent, timeout=600)

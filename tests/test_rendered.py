@@ -28,7 +28,7 @@ CHECKERBOARD_PAGE = "book/05_checkerboard.html"
 @pytest.fixture(scope="module")
 def html() -> Path:
     src = SMOKE / "src"
-    execute_notebooks.copy_sources(src, notebooks=False)
+    execute_notebooks.copy_sources(src)
     for nb in execute_notebooks.toc_notebooks():
         if not (src / nb).exists():
             execute_notebooks.execute(ROOT / nb, src / nb, "smoke", cwd=(src / nb).parent, timeout=600)
