@@ -179,7 +179,8 @@ def _offline(profile: str, **changes: Any) -> ExperimentConfig:
 _STANDIN = {"seed": 0, "coverage": 2.0}
 """Dead-leaves options of the offline profiles: shapes of at least 3 pixels at the training size and a coverage
 of 2 (our choice: flat shapes with sharp edges that a UNet of a few hundred thousand parameters learns within
-minutes; the writer's defaults, 1-pixel leaves at coverage 6, give a texture that such a model only turns into coloured noise)."""
+minutes; the writer's defaults, 1-pixel leaves at coverage 6, give a texture that such a model only turns into
+coloured noise)."""
 
 _REAL_DATA = {"source": "images", "resolution": 64}
 _REAL = dict(
@@ -222,8 +223,8 @@ PROFILES: dict[str, ExperimentConfig] = {
     ),
     # About a minute per variant on 2 CPU cores: 32x32 RGB dead leaves (written at 64 and resized by the loader),
     # the "tiny" UNet at 16 base channels (0.27 M parameters; 8 steps/s at batch 32 on 2 idle cores, twice the
-    # 32-channel preset's speed: our choice, so that the ten runs of the chapter fit in about 15 minutes), EDM
-    # training from scratch, 12 Heun steps.
+    # 32-channel preset's speed: our choice, so that the ten runs of the chapter train in about 15 minutes and the
+    # whole chapter runs in 22), EDM training from scratch, 12 Heun steps.
     "cpu": _offline(
         "cpu",
         data={"source": "images", "resolution": 32, "standin": {**_STANDIN, "n": 1024, "resolution": 64, "r_min": 6.0}},
