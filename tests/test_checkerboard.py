@@ -107,11 +107,14 @@ def test_metrics_ideal_blurred_grey():
     g = torch.Generator().manual_seed(0)
     x = sample_checkerboards(8, 16, (4,), generator=g)
     m = checkerboard_metrics(x, (4,))
-    assert m == pytest.approx({"binary_share": 1.0, "ideal_mae": 0.0, "ideal_agreement": 1.0, "contrast": 1.0})
+    assert m == pytest.approx(
+        {"binary_share": 1.0, "ideal_mae": 0.0, "ideal_agreement": 1.0, "clean_share": 1.0, "contrast": 1.0}
+    )
     blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="circular"), 3, stride=1)
     mb = checkerboard_metrics(blurred, (4,))
     assert mb["binary_share"] < 0.5 and mb["ideal_mae"] > 0.3 and mb["contrast"] < 0.6
     assert mb["ideal_agreement"] == 1.0  # blur keeps each pixel on its side of the midpoint
+    assert mb["clean_share"] == 1.0  # so every blurred board still counts as clean: read it with binary_share
     grey = checkerboard_metrics(torch.zeros(2, 1, 16, 16), (4,))
     assert grey["binary_share"] == 0.0 and grey["ideal_mae"] == pytest.approx(1.0) and grey["contrast"] == 0.0
 

@@ -34,6 +34,7 @@ __all__ = [
     "CheckerboardSource",
     "IdealCheckerboardFit",
     "nearest_ideal_checkerboard",
+    "CLEAN_AGREEMENT",
     "checkerboard_metrics",
 ]
 
@@ -283,6 +284,12 @@ def nearest_ideal_checkerboard(
                                 low=best_low, high=best_high, error=best_err)
 
 
+CLEAN_AGREEMENT = 0.95
+"""A generated board is "clean" when at least this share of its pixels lies on the correct side of the midpoint
+for its nearest ideal board (our choice: fewer than 1 pixel in 20 wrong; one misplaced 4-pixel check in a 32x32
+board is 16 pixels, 1.6 %). Used by :func:`checkerboard_metrics`."""
+
+
 def checkerboard_metrics(
     samples: torch.Tensor,
     check_sizes: Sequence[int] = (4,),
@@ -290,6 +297,7 @@ def checkerboard_metrics(
     high: float | None = 1.0,
     *,
     tolerance: float = 0.2,
+    clean_agreement: float = CLEAN_AGREEMENT,
 ) -> dict[str, float]:
     """Numbers that say "blurred" or "crisp" for a batch of generated checkerboards ``(B, C, H, W)``.
 
@@ -302,6 +310,9 @@ def checkerboard_metrics(
     * ``ideal_mae``: mean absolute error to the nearest ideal board (0 for an ideal board).
     * ``ideal_agreement``: share of pixels on the same side of the midpoint ``(low + high)/2`` as the nearest ideal
       board (1 when every pixel has the right colour, 0.5 for noise).
+    * ``clean_share``: share of *samples* with at least ``clean_agreement`` of their pixels on the correct side
+      (default :data:`CLEAN_AGREEMENT`): boards without a visible defect. ``ideal_agreement`` averages over pixels,
+      so a few badly broken boards and many slightly soft ones can give it the same value; this counts boards.
     * ``contrast``: ``(mean of x on the high cells - mean on the low cells) / (high - low)`` of the nearest
       board, averaged over samples and channels (1 for an ideal board, near 0 for grey). With fitted values it is
       ``|high_fit - low_fit| / 2``, the contrast relative to the ``[-1, 1]`` data range.
@@ -312,6 +323,8 @@ def checkerboard_metrics(
     """
     check_signal(samples, "samples", ranks=(4,))
     check_positive(tolerance, "tolerance", allow_zero=True)
+    if not 0.0 < float(clean_agreement) <= 1.0:
+        raise ValueError(f"clean_agreement must be in (0, 1], got {clean_agreement!r}")
     fit = nearest_ideal_checkerboard(samples, check_sizes, low, high)
     x = samples.detach().float().cpu()
     lo = fit.low[..., None, None]
@@ -336,5 +349,6 @@ def checkerboard_metrics(
         "binary_share": float(near.float().mean()),
         "ideal_mae": float(fit.error.mean()),
         "ideal_agreement": float(agree.float().mean()),
+        "clean_share": float((agree.flatten(1).float().mean(dim=1) >= float(clean_agreement)).float().mean()),
         "contrast": float(contrast.mean()),
     }

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from spectral_lib._checks import check_choice, check_positive, check_signal
+from spectral_lib.data.checkerboard import CLEAN_AGREEMENT, checkerboard_metrics
 from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
 
 __all__ = [
@@ -327,12 +328,6 @@ distance or a log plot without a floor is dominated by how far below 1e-30 the r
 With the floor, power under it counts as "nothing" in :func:`checkerboard_scores` and the plots (our choice)."""
 
 
-CLEAN_AGREEMENT = 0.95
-"""A generated board is "clean" when at least this share of its pixels lies on the correct side of the midpoint
-for its nearest ideal board (our choice: fewer than 1 pixel in 20 wrong; one misplaced 4-pixel check in a 32x32
-board is 16 pixels, 1.6 %). Used by :func:`checkerboard_scores`."""
-
-
 def checkerboard_scores(
     samples: torch.Tensor,
     data: torch.Tensor,
@@ -348,12 +343,9 @@ def checkerboard_scores(
       ``< 1`` blurred (soft edges lose their harmonics); ``> 1`` more fine structure than the data (noise, stripes).
     * ``spectral_distance``: :func:`~spectral_lib.metrics.spectrum.spectral_distance` with a power floor of
       ``floor`` times the data's variance (decades, 0 = the data's radial spectrum).
-    * ``binary_share``, ``ideal_agreement``, ``contrast``, ``ideal_mae``: from
-      :func:`~spectral_lib.data.checkerboard.checkerboard_metrics` with the data's two values ``-1`` and ``+1``.
-    * ``clean_share``: share of *samples* with at least ``clean_agreement`` of their pixels on the correct side of
-      the midpoint for their nearest ideal board: boards without a visible defect. ``ideal_agreement`` averages
-      over pixels, so a few badly broken boards and many slightly soft ones can give it the same value; this
-      counts boards.
+    * ``binary_share``, ``ideal_agreement``, ``clean_share``, ``contrast``, ``ideal_mae``: from
+      :func:`~spectral_lib.data.checkerboard.checkerboard_metrics` with the data's two values ``-1`` and ``+1``
+      (``clean_share``: the share of boards without a visible defect).
 
     Args:
         samples: ``(B, C, H, W)`` in ``[-1, 1]``.
@@ -362,7 +354,6 @@ def checkerboard_scores(
         floor: relative power floor (default :data:`SPECTRUM_FLOOR`).
         clean_agreement: per-sample agreement that counts as a clean board (default :data:`CLEAN_AGREEMENT`).
     """
-    from spectral_lib.data.checkerboard import checkerboard_metrics, nearest_ideal_checkerboard
     from spectral_lib.metrics.spectrum import high_frequency_energy_ratio, spectral_distance
 
     samples = check_signal(samples, "samples", ranks=(4,))
@@ -373,12 +364,7 @@ def checkerboard_scores(
         "hf_ratio": high_frequency_energy_ratio(samples, data, cutoff=harmonic_cutoff(check_sizes)),
         "spectral_distance": spectral_distance(samples, data, eps=eps),
     }
-    scores.update(checkerboard_metrics(samples, tuple(check_sizes)))
-    if not 0.0 < float(clean_agreement) <= 1.0:
-        raise ValueError(f"clean_agreement must be in (0, 1], got {clean_agreement!r}")
-    board = nearest_ideal_checkerboard(samples, tuple(check_sizes)).board
-    per_sample = ((samples.detach().float().cpu() > 0) == (board > 0)).flatten(1).float().mean(dim=1)
-    scores["clean_share"] = float((per_sample >= float(clean_agreement)).float().mean())
+    scores.update(checkerboard_metrics(samples, tuple(check_sizes), clean_agreement=clean_agreement))
     return scores
 
 
