@@ -60,7 +60,7 @@ def test_gpu_profiles_follow_the_paper_and_lmnts_recipe(name):
     assert config.lambda_spec == pytest.approx(sp.paper_lambda_equivalent("fourier_amp", 1e-4))
     # LMNT's learner: L1 on the noise, float32, Adam at a constant rate, no clipping, no EMA
     assert config.formulation == "ddpm" and config.formulation_kwargs["loss"] == "l1"
-    assert (config.amp, config.grad_clip, config.ema_decay) == ("off", None, 0.0)
+    assert (config.amp, config.grad_clip, config.ema_decay) == ("off", 1e9, 0.0)  # LMNT: clip at 1e9, log the norm
     assert (config.lr_schedule, config.warmup_steps, config.weight_decay) == ("constant", 0, 0.0)
     if name == "full":
         assert config.steps == 150_000
@@ -100,7 +100,7 @@ def test_recipe_table_sets_lmnt_beside_our_profiles():
         rows[cells[0]] = cells
     assert set(sp.LMNT_RECIPE) <= set(rows) and table.splitlines()[0].count("|") == 6
     assert rows["diffusion loss"][3].startswith("squared error") and rows["diffusion loss"][4].startswith("L1")
-    assert rows["gradient clipping"][3] == "global norm 1" and rows["gradient clipping"][4] == "none"
+    assert rows["gradient clipping"][3] == "global norm 1" and rows["gradient clipping"][4].startswith("at norm 1e9")
     assert rows["EMA of the weights"][4].startswith("none") and rows["precision"][4] == "float32"
     assert rows["learning rate"][4] == "2e-4, constant, no warm-up"
     assert "15 872 samples" in rows["batch"][4] and rows["steps"][4] == "1500"
@@ -316,6 +316,22 @@ def test_smoke_run_end_to_end(smoke_run):
     assert smoke_run.history[-1]["fourier_amp"] > 0  # the spectral term was on
     reference = run_mod.reference_data(smoke_run.config, 2)
     assert torch.equal(reference, sp.heldout_clips(smoke_run.config, 2)[0])  # paired with the samples
+
+
+def test_lmnt_recipe_trains_with_l1_no_ema_and_a_logged_gradient_norm(tmp_path):
+    """The gpu/full recipe on the tiny vocoder: L1 loss, clipping at 1e9 (norm logged), no EMA (sampled = trained)."""
+    from spectral_lib.experiments.checkpoint import load_checkpoint
+
+    recipe = {k: getattr(get_profile("ljspeech", "gpu"), k) for k in ("formulation_kwargs", "grad_clip", "ema_decay",
+                                                                       "amp", "lr", "lr_schedule", "weight_decay")}
+    result = run_mod.run_experiment("ljspeech", profile="smoke", regularizer="fourier_amp", lambda_spec=1.0,
+                                    out=tmp_path / "lmnt", **{**FAST, "warmup_steps": 0, "checkpoint_every": 1},
+                                    **recipe)
+    assert result.config.formulation_kwargs["loss"] == "l1" and result.config.grad_clip == 1e9
+    assert all(line["grad_norm"] > 0 for line in result.history)  # LMNT logs the norm; clipping never bites
+    state = load_checkpoint(tmp_path / "lmnt" / "checkpoints" / "last.pt")
+    for name, value in state["model"].items():
+        assert torch.equal(state["ema"][name], value), name
 
 
 def test_smoke_run_is_a_cache_and_resamples_identically(smoke_run):

@@ -51,6 +51,7 @@ from spectral_lib.experiments.speech_metrics import (
 )
 from spectral_lib.experiments.speech_recipe import (
     BEYOND_PAPER,
+    LMNT_GRAD_CLIP,
     DIFFWAVE_SCHEDULE,
     EXPERIMENT,
     LAMBDAS,
@@ -79,6 +80,7 @@ __all__ = [
     "BEYOND_PAPER",
     "lambda_for",
     "LMNT_RECIPE",
+    "LMNT_GRAD_CLIP",
     "recipe_table",
     "LOSS_COMPARISON",
     "loss_comparison",
@@ -109,14 +111,15 @@ def _profiles() -> list[ExperimentConfig]:
     common: dict[str, Any] = dict(experiment=EXPERIMENT, formulation="ddpm", formulation_kwargs=DIFFWAVE_SCHEDULE,
                                   sample_every=0, sample_steps=len(DIFFWAVE_FAST_BETAS))
     # gpu/full: the pretrained vocoder fine-tuned with LMNT's recipe (LMNT_RECIPE): L1 on the noise, float32, Adam at
-    # a constant 2e-4 (AdamW without weight decay is the same update), no warm-up, no gradient clipping, no EMA
-    # (ema_decay 0: the sampled weights are the trained ones), batch 16 of 62-frame crops.
+    # a constant 2e-4 (AdamW without weight decay is the same update), no warm-up, no EMA (ema_decay 0: the sampled
+    # weights are the trained ones), batch 16 of 62-frame crops, and LMNT's clipping quirk: the gradient norm is
+    # clipped at 1e9 (max_grad_norm=None), which never bites but logs the norm.
     paper: dict[str, Any] = dict(
         common, formulation_kwargs={**DIFFWAVE_SCHEDULE, "loss": "l1"},
         data={"source": "audio", "split": "train", "crop_frames": DIFFWAVE_MEL.crop_frames},
         model={"name": "diffwave", "preset": "paper", "pretrained": "diffwave-ljspeech"},
         lambda_spec=paper_lambda_equivalent("fourier_amp", PAPER_LAMBDAS[0]),
-        batch_size=16, lr=2e-4, lr_schedule="constant", warmup_steps=0, weight_decay=0.0, grad_clip=None,
+        batch_size=16, lr=2e-4, lr_schedule="constant", warmup_steps=0, weight_decay=0.0, grad_clip=LMNT_GRAD_CLIP,
         ema_decay=0.0, amp="off", sample_batch_size=25,
         sample_kwargs={"clip_frames": 256, "fad_embedding": "auto", "utmos_backend": "speechmos"},
     )

@@ -43,6 +43,7 @@ __all__ = [
     "LAMBDAS",
     "lambda_for",
     "LMNT_RECIPE",
+    "LMNT_GRAD_CLIP",
     "recipe_table",
     "LOSS_COMPARISON",
     "loss_comparison",
@@ -161,6 +162,10 @@ def lambda_for(regularizer: str, profile: str = "cpu", *, paper_lambda: float | 
 
 # ------------------------------------------------------------------------------------------------ LMNT's recipe
 
+LMNT_GRAD_CLIP = 1e9
+"""LMNT's trainer calls ``clip_grad_norm_(params, max_grad_norm or 1e9)`` with ``max_grad_norm=None``: clipping that
+never bites but returns the norm it logs. The ``gpu``/``full`` profiles use the same value."""
+
 LMNT_RECIPE: dict[str, str] = {
     "diffusion loss": "L1 on the noise: nn.L1Loss()(noise, predicted), a mean over batch and samples",
     "precision": "float32 (fp16 autocast and a gradient scaler only with --fp16)",
@@ -209,7 +214,9 @@ def _ours(config: ExperimentConfig) -> dict[str, str]:
         "optimizer": "AdamW " + ("without weight decay (the same update as Adam)" if not config.weight_decay
                                  else f"with weight decay {config.weight_decay:g}"),
         "learning rate": f"{_number(config.lr)}, {config.lr_schedule}, {warmup}",
-        "gradient clipping": "none" if config.grad_clip is None else f"global norm {config.grad_clip:g}",
+        "gradient clipping": "none" if config.grad_clip is None else
+                             "at norm 1e9 (LMNT's: never bites, logs the norm)" if config.grad_clip >= LMNT_GRAD_CLIP
+                             else f"global norm {config.grad_clip:g}",
         "EMA of the weights": "none (samples from the trained weights)" if not config.ema_decay
                               else f"decay {config.ema_decay:g}, sampled with the EMA weights",
         "batch": f"{config.batch_size} random crops of {crop} mel frames ({_number(crop * HOP)} samples) per step",
