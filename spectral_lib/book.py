@@ -50,6 +50,7 @@ __all__ = [
     "glue",
     "claim",
     "note",
+    "table",
     "audio_player",
     "audio_players",
 ]
@@ -299,6 +300,34 @@ def note(text_html: str, *, kind: str = "note", title: str = "Note") -> None:
     if kind not in _STYLES:
         raise ValueError(f"kind must be one of {', '.join(_STYLES)}, got {kind!r}")
     _display_html(_admonition(kind, title, text_html), text=f"{title}: {text_html}", meta={"kind": kind})
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, formats: Sequence[str] | None = None) -> None:
+    """Display a table (Markdown, so the book renders it as an HTML table).
+
+    Args:
+        header: column titles.
+        rows: one sequence of cells per row, as many as ``header``.
+        formats: a format spec per column (``".2f"``, ``".0%"``, ``""`` for ``str``), applied to numeric cells.
+    """
+    from IPython.display import Markdown, display
+
+    header = [str(h) for h in header]
+    formats = list(formats) if formats is not None else [""] * len(header)
+    if len(formats) != len(header):
+        raise ValueError(f"formats has {len(formats)} entries for {len(header)} columns")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, row in enumerate(rows):
+        cells = list(row)
+        if len(cells) != len(header):
+            raise ValueError(f"row {i} has {len(cells)} cells for {len(header)} columns: {cells!r}")
+        texts = []
+        for cell, fmt in zip(cells, formats):
+            value = _plain(cell)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            texts.append(format(value, fmt) if fmt and numeric else str(value))
+        lines.append("| " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
+    display(Markdown("\n".join(lines)))
 
 
 # ------------------------------------------------------------------------------------------------ audio

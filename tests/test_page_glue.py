@@ -147,3 +147,15 @@ def test_audio_players_reject_bad_clips(shown):
         book.audio_player(np.array([0.0, np.nan]), 8000, "broken")
     with pytest.raises(ValueError, match="at least one"):
         book.audio_players({}, rate=8000)
+
+
+def test_table_formats_numbers_per_column(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj.data))
+    book.table(["name", "value", "share"], [("a|b", np.float64(0.12345), torch.tensor(0.5)), ("c", 2, "n/a")],
+               formats=["", ".3f", ".0%"])
+    assert shown == ["| name | value | share |\n|---|---|---|\n| a\\|b | 0.123 | 50% |\n| c | 2.000 | n/a |"]
+    with pytest.raises(ValueError, match="row 0 has 1 cells for 2 columns"):
+        book.table(["a", "b"], [(1,)])
