@@ -155,7 +155,8 @@ def test_derived_entries_go_stale_with_their_run(run_dir, tmp_path, monkeypatch)
     store.save_json("table", {"a": 1}, depends_on=["haar"])
     monkeypatch.setitem(shipped.RESULT_VERSIONS, "checkerboard", 2)
     stale = shipped.stale_entries(tmp_path)
-    assert set(stale) == {f"{CHAPTER}/haar", f"{CHAPTER}/table"} and "depends on run 'haar'" in stale[f"{CHAPTER}/table"]
+    assert set(stale) == {f"{CHAPTER}/haar", f"{CHAPTER}/table"}
+    assert "depends on run 'haar'" in stale[f"{CHAPTER}/table"]
 
 
 def test_clear_errors_for_missing_corrupt_and_wrong_input(run_dir, tmp_path):
@@ -199,7 +200,8 @@ def test_shipped_results_in_the_repository_are_compact():
     files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
     total = sum(p.stat().st_size for p in files)
     assert total < 30 * 2**20, f"results/ holds {total / 2**20:.1f} MB; keep it under 30 MB"
-    too_big = [f"{p.relative_to(root)} ({p.stat().st_size / 2**20:.1f} MB)" for p in files if p.stat().st_size > 5 * 2**20]
+    too_big = [f"{p.relative_to(root)} ({p.stat().st_size / 2**20:.1f} MB)" for p in files
+               if p.stat().st_size > 5 * 2**20]
     assert not too_big, f"single files over 5 MB in results/: {too_big}"
     weights = [str(p.relative_to(root)) for p in files if p.suffix in (".pt", ".pth", ".ckpt", ".pkl", ".safetensors")]
     assert not weights, f"results/ must not hold checkpoints or pickles: {weights}"
