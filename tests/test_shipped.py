@@ -141,6 +141,8 @@ def test_arrays_and_json_round_trip_with_key_and_dependencies(run_dir, tmp_path,
     calls = []
     ShippedResults(CHAPTER, "cpu", root=tmp_path).arrays("ddim", lambda: calls.append(1) or values, key={"steps": 5})
     assert calls == [1], "a new key recomputes"
+    ShippedResults(CHAPTER, "cpu", root=tmp_path).arrays("ddim", lambda: calls.append(2) or values)
+    assert calls == [1, 2], "no key where one was stored recomputes too"
 
     table = {"rows": [["haar", 0.5]], "seeds": (0, 1)}
     assert ShippedResults(CHAPTER, "cpu", root=tmp_path).json("table", lambda: table, depends_on=["haar"]) == \
