@@ -115,8 +115,11 @@ def test_the_cpu_sweep_is_read_at_every_profile_once_shipped(fake_training, tmp_
     found = runs_lib.sweep_findings(None)
     assert math.isnan(found["v_share"]) and found["top_lambda"] == max(runs_lib.SWEEP_LAMBDAS)
 
-    sweep = runs_lib.cpu_sweep(ShippedResults(runs_lib.CHAPTER, "cpu", root=tmp_path))
-    assert len(fake_training) == len(runs_lib.sweep_runs()) == len(sweep)
+    cpu = ShippedResults(runs_lib.CHAPTER, "cpu", retrain=True, root=tmp_path)
+    page_runs = [runs_lib.checkerboard_run(cpu, reg, "v_prediction", 1.0) for reg in ("none", "wavelet")]
+    sweep = runs_lib.cpu_sweep(cpu, page_runs)
+    assert len(fake_training) == len(runs_lib.sweep_runs()) == len(sweep), "the page's runs are not trained twice"
+    assert sweep["v_prediction", 1.0] is page_runs[1]
     read = runs_lib.cpu_sweep(ShippedResults(runs_lib.CHAPTER, "smoke", root=tmp_path))
     assert len(fake_training) == len(sweep) and set(read) == set(sweep)
     assert all(r.shipped for r in read.values())
@@ -298,3 +301,10 @@ def test_chapter_10_figures_and_tables():
         cost_figures.overhead(rows, batch_size=8, sweep_size=32, where="x")
     with pytest.raises(ValueError, match="no loss rows"):
         cost_figures.per_pixel(losses, rows, batch_size=16, shown=["nope"])
+
+
+def test_the_shipped_cost_reference_in_the_repository_is_current():
+    store = Shipped(cost.CHAPTER)
+    stale = {name: entry.get("key") for name, entry in store.entries().items() if entry.get("key") != cost.bench_key("cpu")}
+    assert not stale, ("the shipped cpu reference of chapter 10 was measured with other bench values; rerun the "
+                       f"chapter at cpu with retrain = True: {sorted(stale)}")

@@ -20,7 +20,7 @@ today is retrained at ``cpu`` (the switch compares keys) and listed by :func:`st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,15 +166,19 @@ def sweep_runs() -> list[tuple[str, str, float]]:
             for pred in SWEEP_PREDICTION_TYPES for lam in SWEEP_LAMBDAS]
 
 
-def cpu_sweep(switch: Any) -> dict[tuple[str, float], RunSummary] | None:
+def cpu_sweep(switch: Any, known: Iterable[RunSummary] = ()) -> dict[tuple[str, float], RunSummary] | None:
     """The ``cpu`` sweep (prediction type x λ, :func:`sweep_runs`), keyed ``(prediction_type, lambda)``.
 
     At ``cpu`` every run goes through ``switch`` (shipped, or trained and shipped: about 2 minutes a run on a
-    laptop core). At any other profile nothing is trained: the shipped ``cpu`` runs are read back, and ``None`` is
-    returned when one of them is missing or stale (the page then says so).
+    laptop core); runs of ``known`` (the page's own runs, made through the same ``switch``) are reused by name, so
+    that a retrain does not train them twice. At any other profile nothing is trained: the shipped ``cpu`` runs are
+    read back, and ``None`` is returned when one of them is missing or stale (the page then says so).
     """
     if switch.shipping:
-        return {(pred, lam): checkerboard_run(switch, reg, pred, lam, profile="cpu") for reg, pred, lam in sweep_runs()}
+        done = {run.name: run for run in known}
+        return {(pred, lam): done.get(run_name(reg, pred, lam)) or checkerboard_run(switch, reg, pred, lam,
+                                                                                     profile="cpu")
+                for reg, pred, lam in sweep_runs()}
     store = switch.store
     found = {}
     for reg, pred, lam in sweep_runs():
