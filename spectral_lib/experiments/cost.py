@@ -58,7 +58,10 @@ def bench_key(profile: str, device: str | torch.device = "cpu") -> dict[str, Any
     """What decides a measurement besides the machine: the bench profile's values and the device type."""
     from spectral_lib.bench.steps import get_bench_profile
 
-    return {"bench": dataclasses.asdict(get_bench_profile(profile)), "device": torch.device(device).type}
+    import json
+
+    key = {"bench": dataclasses.asdict(get_bench_profile(profile)), "device": torch.device(device).type}
+    return json.loads(json.dumps(key))  # as stored: tuples become lists
 
 
 def measure(switch: Any, name: str, compute: Callable[[], Any], *, key: Any, ship: bool = True) -> tuple[Any, Any]:
