@@ -10,6 +10,10 @@ and the copies are executed in place there; ``jupyter-book build <out>`` then re
 
 ``--only`` re-executes the named notebooks and keeps the others' executed copies in ``--out``.
 
+A run of every notebook of the toc that completes records each notebook's wall time in
+``results/timings/<profile>.json`` (``cpu-retrain.json`` with ``--retrain``); the markdown pages are copied with
+their timings tables rendered from those files (:mod:`book_timings`).
+
 ``--retrain`` injects ``retrain = True`` into every notebook whose parameters cell declares ``retrain`` and sets
 ``SPECTRAL_RETRAIN=1`` for the kernels (:mod:`spectral_lib.experiments.shipped` reads it): at ``cpu`` the chapters
 then train instead of reading the shipped results, and write the new results over them.
@@ -29,6 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import book_timings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
@@ -88,7 +95,17 @@ def copy_sources(out: Path, root: Path = ROOT) -> None:
         rel = src.relative_to(root)
         if src.is_dir() or ".ipynb_checkpoints" in rel.parts or "runs" in rel.parts or src.suffix == ".ipynb":
             continue
-        _copy_atomic(src, out / rel)
+        if src.suffix == ".md":
+            _write_atomic(book_timings.render(src.read_text(), root), out / rel)
+        else:
+            _copy_atomic(src, out / rel)
+
+
+def _write_atomic(text: str, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, dst)
 
 
 def prepare_tree(out: Path, notebooks: list[Path], root: Path = ROOT) -> None:
@@ -216,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[execute] {len(results)} notebook(s), profile={args.profile}, {total:.1f} s of notebook time")
     for nb, seconds in results:
         print(f"  {seconds:8.1f} s  {nb}")
+    if not args.only:  # a whole run: its times become the book's timings table (results/timings/)
+        path = book_timings.record(args.profile, {str(nb): s for nb, s in results}, retrain=args.retrain,
+                                   jobs=args.jobs)
+        print(f"[execute] timings recorded in {path}; `make html` renders them into the pages")
     return 0
 
 
