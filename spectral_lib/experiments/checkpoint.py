@@ -56,12 +56,22 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it: ``os.umask`` has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsync-ed and renamed onto ``path``.
 
     On any exception the temporary file is removed and ``path`` keeps its previous content (or stays absent). The
-    temporary file lives in the same folder so that :func:`os.replace` is an atomic rename on one file system.
+    temporary file lives in the same folder so that :func:`os.replace` is an atomic rename on one file system, and
+    gets the permissions an ordinary ``open()`` would give (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+    A kill -9 during the write leaves the temporary file (``.<name>.<random>.tmp``); the trainer removes such files
+    when it starts (:func:`spectral_lib.experiments.run_folder.remove_temporary_files`).
 
     Example::
 
@@ -73,6 +83,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    with contextlib.suppress(OSError):  # mkstemp makes it owner-only (0o600); give it what open() would
+        os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as f:
