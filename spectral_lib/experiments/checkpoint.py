@@ -57,7 +57,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _umask() -> int:
-    """The process's file-creation mask (read by setting and restoring it: ``os.umask`` has no getter)."""
+    """The process's file-creation mask: from ``/proc`` on Linux, else by setting and restoring it (``os.umask`` has
+    no getter; the set-and-restore is not atomic for other threads, hence ``/proc`` first)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
