@@ -253,3 +253,14 @@ def test_a_run_whose_config_json_was_lost_is_still_recognised_by_its_checkpoint(
     (out / "config.json").unlink()
     again = run_experiment("checkerboard", out=out, overwrite=True, **{**TINY, "steps": 2})
     assert again.metrics["steps"] == 2 and (out / "config.json").exists()
+
+
+def test_samples_file_that_torch_would_unpickle_is_refused_without_that_advice(finished, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished.out_dir, copy)
+    (copy / "samples.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"samples\.pt.* cannot be read") as info:
+        evaluate_run(copy, write=False)
+    assert "weights_only" not in str(info.value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_path",
     "save_checkpoint",
     "load_checkpoint",
+    "load_error_detail",
     "capture_rng_state",
     "restore_rng_state",
 ]
@@ -128,6 +130,27 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     return path
 
 
+def load_error_detail(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one phrase, without torch's advice to retry with
+    ``weights_only=False`` (that runs the file's code: the one thing not to do with a file of unknown origin)."""
+    text = str(exc)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return f"it holds pickled objects ({unsafe.group(1)}), not only tensors and plain values"
+    reason = re.search(r"WeightsUnpickler error: ([^\n]+)", text)  # the cause, without the advice around it
+    first = reason.group(1) if reason else (text.strip().splitlines()[0] if text.strip() else "")
+    return type(exc).__name__ + (f": {first[:160]}" if first and "weights_only" not in first else "")
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    detail = load_error_detail(exc)
+    if detail.startswith("it holds pickled objects"):
+        return (f"checkpoint {str(path)!r} cannot be read: {detail}; it was not written by this library, and "
+                "unpickling it would run code: refusing to load it")
+    return (f"checkpoint {str(path)!r} cannot be read ({detail}); it is truncated or corrupt: delete it, or restore "
+            "an older copy, and resume again")
+
+
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device | None = "cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
 
@@ -141,10 +164,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... depending on the damage
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); it is truncated or corrupt: "
-            "delete it, or restore an older copy, and resume again"
-        ) from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(

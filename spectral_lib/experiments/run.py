@@ -33,7 +33,13 @@ from spectral_lib._checks import check_choice
 from spectral_lib.device import default_device
 from spectral_lib.experiments import run_folder
 from spectral_lib.experiments import train as train_mod
-from spectral_lib.experiments.checkpoint import CheckpointError, atomic_path, atomic_write_text, load_checkpoint
+from spectral_lib.experiments.checkpoint import (
+    CheckpointError,
+    atomic_path,
+    atomic_write_text,
+    load_checkpoint,
+    load_error_detail,
+)
 from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
 from spectral_lib.experiments.run_folder import RESULT_FILES
 from spectral_lib.experiments.sources import build_source, split_batch
@@ -267,10 +273,10 @@ def _load_samples(path: Path) -> torch.Tensor:
         raise ValueError(f"{str(path)!r} does not exist: the run has not been sampled yet (see sample_run)")
     try:
         samples = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds; its message suggests weights_only=False
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{str(path)!r} cannot be read as a tensor of samples ({type(exc).__name__}: "
-                         f"{first[:200]}); it is damaged: sample the run again (sample_run(..., save=True))") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds, depending on the damage
+        raise ValueError(f"{str(path)!r} cannot be read as a tensor of samples ({load_error_detail(exc)}); it is "
+                         "damaged or not written by this library: sample the run again (sample_run(..., save=True))"
+                         ) from exc
     if not isinstance(samples, torch.Tensor):
         raise ValueError(f"{str(path)!r} holds a {type(samples).__name__}, not a tensor of samples")
     if not samples.is_floating_point() or samples.dim() not in (3, 4) or samples.shape[0] == 0:

@@ -58,12 +58,16 @@ def checkpoint_path(out_dir: str | os.PathLike[str]) -> Path:
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Raise ``NotADirectoryError`` when ``out_dir`` (or a folder above it) is a file."""
+    """Raise ``NotADirectoryError`` when ``out_dir`` (or a folder above it) is a file, ``PermissionError`` when the
+    nearest existing folder cannot be written into (so that a run fails before training, not at its first save)."""
     for folder in (out_dir, *out_dir.parents):
         if folder.exists():
             if not folder.is_dir():
                 what = "is a file" if folder == out_dir else f"is inside the file {str(folder)!r}"
                 raise NotADirectoryError(f"{str(out_dir)!r} {what}, not a run folder; choose another out")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(f"cannot write into {str(folder)!r} (permission denied), so not into "
+                                      f"{str(out_dir)!r}; choose another out")
             return
 
 
