@@ -413,3 +413,14 @@ def test_checkpoint_without_the_trainer_entries_is_named(tiny, tmp_path):
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", state)
     with pytest.raises(CheckpointError, match=r"last\.pt.* does not fit the network"):
         train(tiny(steps=4), tmp_path, resume=True, progress=False)
+
+
+def test_checkpoint_with_damaged_random_states_is_named(tiny, tmp_path):
+    from spectral_lib.experiments.checkpoint import CheckpointError, save_checkpoint
+
+    train(tiny(steps=2), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    state["per_rank"] = [{"rng": {"torch_cpu": "not a state"}}]
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"last\.pt.* damaged random states"):
+        train(tiny(steps=4), tmp_path, resume=True, progress=False)

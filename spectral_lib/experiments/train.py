@@ -574,9 +574,15 @@ def _restore_streams(s: _Session, per_rank: list[Any]) -> None:
     """This rank's data and noise streams from the checkpoint, or fresh seeds when the number of ranks changed."""
     rank, world = s.info.rank, s.info.world_size
     if len(per_rank) == world:
-        restore_rng_state(per_rank[rank]["rng"], s.generators)
-        if per_rank[rank].get("data") is not None and hasattr(s.parts.source, "load_state_dict"):
-            s.parts.source.load_state_dict(per_rank[rank]["data"])
+        try:
+            restore_rng_state(per_rank[rank]["rng"], s.generators)
+            if per_rank[rank].get("data") is not None and hasattr(s.parts.source, "load_state_dict"):
+                s.parts.source.load_state_dict(per_rank[rank]["data"])
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint {str(s.ckpt)!r} holds damaged random states for rank {rank} "
+                                  f"({type(exc).__name__}: {exc}); it cannot be resumed exactly") from exc
         return
     warnings.warn(
         f"{str(s.ckpt)!r} was written by {len(per_rank)} process(es), this run has {world}: weights and "
@@ -770,6 +776,10 @@ def train(
     out_dir = Path(out_dir)
     _check_run_folder(out_dir, config, resume)
     s = _set_up(config, out_dir)
+    if s.info.enabled:  # every rank has made its checks before rank 0 writes (a process group that the caller
+        import torch.distributed as dist  # made has had no start barrier)
+
+        dist.barrier()
     if resume and s.ckpt.exists():
         _resume(s)
     _prepare_folder(s)
