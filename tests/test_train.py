@@ -424,3 +424,13 @@ def test_checkpoint_with_damaged_random_states_is_named(tiny, tmp_path):
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", state)
     with pytest.raises(CheckpointError, match=r"last\.pt.* damaged random states"):
         train(tiny(steps=4), tmp_path, resume=True, progress=False)
+
+
+def test_a_log_that_is_a_link_is_replaced_not_appended_through(tiny, tmp_path):
+    train(tiny(steps=2, checkpoint_every=0), tmp_path / "run", progress=False)
+    (tmp_path / "run" / "log.jsonl").unlink()
+    (tmp_path / "run" / "log.jsonl").symlink_to(tmp_path / "elsewhere.txt")  # dangling: appending would create it
+    train(tiny(steps=4, checkpoint_every=0), tmp_path / "run", resume=True, progress=False)
+    assert not (tmp_path / "elsewhere.txt").exists()
+    assert not (tmp_path / "run" / "log.jsonl").is_symlink()
+    assert [line["step"] for line in _read_log(tmp_path / "run" / "log.jsonl")] == [4]

@@ -333,11 +333,16 @@ def check_resumable(saved: Mapping[str, Any], config: ExperimentConfig, path: Pa
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Keep the log lines of steps ``<= step`` (lines written after the last checkpoint are replayed)."""
-    if not path.exists():
+    """Keep the log lines of steps ``<= step`` (lines written after the last checkpoint are replayed). The file is
+    replaced (atomically), so a ``log.jsonl`` that is a link, even a dangling one, is never appended through."""
+    if not path.exists() and not path.is_symlink():
         return
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
     kept = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line)
