@@ -144,10 +144,16 @@ def test_diverging_run_exits_1_with_one_line(tmp_path, capsys):
     assert "training diverged" in line and "lower lr" in line and "checkpoint" in line
 
 
-def test_sample_refuses_to_overwrite_an_existing_file(tmp_path, capsys):
-    out = tmp_path / "haar"
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One small finished run, trained through the command line (copied by the tests that change it)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
     assert main(["train", "--experiment", "checkerboard", "--out", str(out), *SMALL]) == 0
-    capsys.readouterr()
+    return out
+
+
+def test_sample_refuses_to_overwrite_an_existing_file(cli_run, tmp_path, capsys):
+    out = cli_run
     mine = tmp_path / "mine.pt"
     mine.write_bytes(b"my tensor")
     argv = ["sample", "--run", str(out), "--n", "2", "--steps", "2", "--out", str(mine), "--no-progress"]
@@ -157,10 +163,10 @@ def test_sample_refuses_to_overwrite_an_existing_file(tmp_path, capsys):
     assert torch.load(mine, weights_only=True).shape == (2, 1, 16, 16)
 
 
-def test_evaluate_of_a_corrupt_samples_file_exits_2_with_one_line(tmp_path, capsys):
-    out = tmp_path / "haar"
-    assert main(["train", "--experiment", "checkerboard", "--out", str(out), *SMALL]) == 0
-    capsys.readouterr()
+def test_evaluate_of_a_corrupt_samples_file_exits_2_with_one_line(cli_run, tmp_path, capsys):
+    import shutil
+
+    out = shutil.copytree(cli_run, tmp_path / "copy")
     (out / "samples.pt").write_bytes(b"garbage")
     assert main(["evaluate", "--run", str(out)]) == 2
     line = _one_line(capsys.readouterr().err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,9 +161,14 @@ def test_overwrite_or_resume_never_touch_a_folder_that_is_not_a_run(tmp_path, fl
     assert {p: p.read_bytes() for p in (tmp_path / "mine").rglob("*") if p.is_file()} == before
 
 
-def test_overwrite_removes_the_run_and_only_the_run(tmp_path):
-    out = tmp_path / "run"
-    run_experiment("checkerboard", out=out, **{**TINY, "steps": 2})
+def _copy(finished, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(finished.out_dir, tmp_path / "copy"))
+
+
+def test_overwrite_removes_the_run_and_only_the_run(finished, tmp_path):
+    out = _copy(finished, tmp_path)
     (out / "notes.txt").write_text("mine")
     run_mod.RESULT_FILES.append("cached_result.json")
     try:
@@ -172,15 +178,16 @@ def test_overwrite_removes_the_run_and_only_the_run(tmp_path):
         run_mod.RESULT_FILES.remove("cached_result.json")
     assert (out / "notes.txt").read_text() == "mine" and not (out / "cached_result.json").exists()
     assert torch.load(out / "samples.pt", weights_only=True).shape[0] == 2
+    assert json.loads((out / "config.json").read_text())["regularizer"] == "none"
 
 
-def test_resuming_a_finished_run_with_fewer_steps_is_refused_and_keeps_it(tmp_path):
-    out = tmp_path / "run"
-    run_experiment("checkerboard", out=out, **{**TINY, "steps": 6})
-    with pytest.raises(ValueError, match=r"6 steps.*steps=4"):
-        run_experiment("checkerboard", out=out, resume=True, **{**TINY, "steps": 4})
-    assert json.loads((out / "config.json").read_text())["steps"] == 6
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 6
+def test_resuming_a_finished_run_with_fewer_steps_is_refused_and_keeps_it(finished, tmp_path):
+    out = _copy(finished, tmp_path)
+    with pytest.raises(ValueError, match=r"4 steps.*steps=2"):
+        run_experiment("checkerboard", regularizer="wavelet", formulation="ddim", out=out, resume=True,
+                       **{**TINY, "steps": 2})
+    assert json.loads((out / "config.json").read_text())["steps"] == 4
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
 
 
 def test_out_that_is_a_file_is_a_clear_error(tmp_path):
@@ -247,20 +254,9 @@ def test_a_foreign_checkpoints_last_pt_does_not_make_a_folder_a_run(tmp_path):
     assert (tmp_path / "theirs" / "checkpoints" / "last.pt").exists()
 
 
-def test_a_run_whose_config_json_was_lost_is_still_recognised_by_its_checkpoint(tmp_path):
-    out = tmp_path / "run"
-    run_experiment("checkerboard", out=out, **{**TINY, "steps": 2})
+def test_a_run_whose_config_json_was_lost_is_still_recognised_by_its_checkpoint(finished, tmp_path):
+    out = _copy(finished, tmp_path)
     (out / "config.json").unlink()
-    again = run_experiment("checkerboard", out=out, overwrite=True, **{**TINY, "steps": 2})
-    assert again.metrics["steps"] == 2 and (out / "config.json").exists()
-
-
-def test_samples_file_that_torch_would_unpickle_is_refused_without_that_advice(finished, tmp_path):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(finished.out_dir, copy)
-    (copy / "samples.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"samples\.pt.* cannot be read") as info:
-        evaluate_run(copy, write=False)
-    assert "weights_only" not in str(info.value)
+    assert run_mod.run_folder.is_run(out)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run_experiment("checkerboard", out=out, **TINY)
