@@ -10,6 +10,7 @@ their own entries (:func:`run_entries`); a ``config.json`` that is not a run's i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -142,13 +143,17 @@ def refuse_foreign(out_dir: Path, action: str = "write over") -> list[str]:
 
 
 def remove_entries(out_dir: Path, names: list[str]) -> None:
-    """Delete the entries ``names`` of ``out_dir`` (files, or folders with their content) that exist."""
+    """Delete the entries ``names`` of ``out_dir`` (files, or folders with their content) that exist. Safe to run
+    from several processes at once (every ``torchrun`` rank does): what another one removed first is skipped."""
     for name in names:
         target = out_dir / name
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
+            shutil.rmtree(target, ignore_errors=True)  # what another process removes first is no error...
+            if target.exists():  # ...but what cannot be removed is
+                raise PermissionError(f"could not remove {str(target)!r} (permissions?); remove it by hand")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
 
 
 def remove_temporary_files(out_dir: Path) -> list[Path]:
