@@ -609,6 +609,22 @@ def _prepare_folder(s: _Session) -> None:
     (s.out_dir / "figures").mkdir(parents=True, exist_ok=True)
 
 
+def _start(s: _Session, resume: bool) -> None:
+    """After the set-up: wait for every rank's checks, resume, prepare the folder, wrap the model for DDP."""
+    if s.info.enabled:  # every rank has made its checks before rank 0 writes (a process group that the caller
+        import torch.distributed as dist  # made has had no start barrier)
+
+        dist.barrier()
+    if resume and s.ckpt.exists():
+        _resume(s)
+    _prepare_folder(s)
+    s.net = s.model
+    if s.info.enabled:
+        s.net = nn.parallel.DistributedDataParallel(
+            s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    s.shape = sample_shape(s.parts.source)
+
+
 # ------------------------------------------------------------------------------------------------ steps
 
 
@@ -781,18 +797,7 @@ def train(
     out_dir = Path(out_dir)
     _check_run_folder(out_dir, config, resume)
     s = _set_up(config, out_dir)
-    if s.info.enabled:  # every rank has made its checks before rank 0 writes (a process group that the caller
-        import torch.distributed as dist  # made has had no start barrier)
-
-        dist.barrier()
-    if resume and s.ckpt.exists():
-        _resume(s)
-    _prepare_folder(s)
-    s.net = s.model
-    if s.info.enabled:
-        s.net = nn.parallel.DistributedDataParallel(
-            s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
-    s.shape = sample_shape(s.parts.source)
+    _start(s, resume)
     history: list[dict[str, float]] = []
     bar = tqdm(total=config.steps, initial=min(s.start_step, config.steps), dynamic_ncols=True, mininterval=0.5,
                disable=not (progress and s.info.is_main),
