@@ -9,7 +9,9 @@ Examples::
     python -m spectral_lib evaluate --run runs/haar
     python -m spectral_lib standin --kind images --out data/ffhq-standin --n 256
 
-Exit codes: 0 success, 2 usage errors (unknown names, bad values, an existing run without ``--resume``).
+Exit codes: 0 success; 2 user errors (unknown names, bad values, an existing run without ``--resume``, a folder or
+file that must not be written over, unreadable data), one line on stderr; 1 a run that failed (it diverged: the
+line names the last good checkpoint; a download failed); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -59,7 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Each command has its own --help. Under torchrun, 'train' runs DistributedDataParallel unchanged.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub, names)
+    _add_sample(sub)
+    _add_evaluate(sub)
+    _add_standin(sub)
+    return parser
 
+
+def _add_train(sub: Any, names: dict[str, tuple[str, ...]]) -> None:
     t = sub.add_parser("train", help="train, sample and evaluate one run; write its run folder",
                        description="Train one run, sample it with the EMA weights, evaluate it and write the run "
                                    "folder (config.json, log.jsonl, checkpoints/last.pt, samples.pt, figures/, "
@@ -91,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set data.size=16 --set 'regularizer_kwargs={\"levels\": 2}'")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+
+def _add_sample(sub: Any) -> None:
     s = sub.add_parser("sample", help="draw samples from a run folder's checkpoint",
                        description="Draw samples from a run's EMA weights (the run's own sampler and settings "
                                    "unless given).")
@@ -102,13 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="save the samples tensor (float32, [-1, 1]) to this .pt file")
     s.add_argument("--grid", help="save a sample grid figure (images) or waveform figure (audio) to this .png")
     s.add_argument("--raw", action="store_true", help="use the trained weights instead of their EMA")
+    s.add_argument("--overwrite", action="store_true", help="replace existing --out / --grid files")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="a run fine-tuned from an EDM network pickle needs that pickle again, and unpickling runs "
+                        "the code it holds: allow it (only for a run and a pickle you trust)")
+    s.add_argument("--edm-repo", help="with --trust-pickle: a clone of NVlabs/edm to import NVIDIA's code from (a "
+                                      "folder named in the run's config.json is never used)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="recompute a run folder's metrics from its samples.pt",
                        description="Recompute the metrics (and figures) of a run from samples.pt; prints JSON.")
     e.add_argument("--run", required=True, help="the run folder")
     e.add_argument("--no-write", action="store_true", help="print only; leave metrics.json and figures alone")
 
+
+def _add_standin(sub: Any) -> None:
     w = sub.add_parser("standin", help="write a stand-in data set in the real data set's on-disk layout",
                        description="Write stand-in data (no download): dead-leaves images in FFHQ's thumbnail "
                                    "layout, or synthetic speech in LJSpeech-1.1's layout.")
@@ -118,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     w.add_argument("--resolution", type=int, help="images: side in pixels (default: the writer's, 128)")
     w.add_argument("--seconds", type=float, help="ljspeech: duration of each utterance (default: the writer's)")
-    return parser
+    w.add_argument("--overwrite", action="store_true",
+                   help="replace a stand-in written before in --out (a folder of real data is never written over)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -147,8 +169,14 @@ def _sample(args: argparse.Namespace) -> int:
     from spectral_lib.experiments.checkpoint import atomic_path
     from spectral_lib.experiments.run import sample_run
 
+    for target in (args.out, args.grid):
+        if target and Path(target).exists() and not args.overwrite:
+            raise FileExistsError(f"{target!r} exists; pass --overwrite to replace it, or choose another file")
+        if target and Path(target).is_dir():
+            raise IsADirectoryError(f"{target!r} is a folder; give a file name")
     samples = sample_run(args.run, n=args.n, steps=args.steps, seed=args.seed, device=args.device,
-                         ema=not args.raw, progress=not args.no_progress)
+                         ema=not args.raw, progress=not args.no_progress, trust_pickle=args.trust_pickle,
+                         edm_repo=args.edm_repo)
     if args.out:
         with atomic_path(args.out) as tmp:
             import torch
@@ -178,10 +206,10 @@ def _standin(args: argparse.Namespace) -> int:
 
     if args.kind == "images":
         kwargs = {k: v for k, v in (("n", args.n), ("resolution", args.resolution)) if v is not None}
-        path = standin.write_image_standin(args.out, seed=args.seed, **kwargs)
+        path = standin.write_image_standin(args.out, seed=args.seed, overwrite=args.overwrite, **kwargs)
     else:
         kwargs = {k: v for k, v in (("n_utterances", args.n), ("seconds", args.seconds)) if v is not None}
-        path = standin.write_ljspeech_standin(args.out, seed=args.seed, **kwargs)
+        path = standin.write_ljspeech_standin(args.out, seed=args.seed, overwrite=args.overwrite, **kwargs)
     print(f"wrote stand-in {args.kind} data to {path}")
     return 0
 
@@ -189,15 +217,35 @@ def _standin(args: argparse.Namespace) -> int:
 _COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "standin": _standin}
 
 
+_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                PermissionError)
+"""Errors caused by what the user asked for or pointed at (exit code 2): the message says what to change."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if not isinstance(exc, OSError) or exc.strerror is None else (
+        f"{exc.strerror}: {exc.filename!r}" if exc.filename else exc.strerror)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return the exit code (0 ok, 2 usage error)."""
+    """Run the command line and return the exit code (0 ok, 2 user error, 1 failed run, 130 interrupted); errors
+    are one line on stderr, never a traceback."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
+    prefix = f"{parser.prog} {args.command}"
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+    except _USER_ERRORS as exc:
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (FloatingPointError, OSError) as exc:  # a diverged run; a download or disk that failed
+        print(f"{prefix}: failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        hint = " (continue the run with --resume)" if args.command == "train" else ""
+        print(f"{prefix}: interrupted{hint}", file=sys.stderr)
+        return 130

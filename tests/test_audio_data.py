@@ -217,3 +217,56 @@ def test_bad_arguments(tmp_path):
         LJSpeechDataset(root, crop_frames=0)
     with pytest.raises(ValueError, match="split 'eval' .* is empty"):
         LJSpeechDataset(root, "eval", eval_prefixes=("LJ050",))
+
+
+# ------------------------------------------------------------------------------------------- hostile data
+
+
+@pytest.mark.parametrize(("samples", "match"), [
+    (np.full(4000, np.nan, dtype=np.float32), r"x\.wav.* 4000 NaN or infinite"),
+    (np.r_[np.zeros(100), np.inf, np.zeros(100)].astype(np.float32), r"x\.wav.* 1 NaN or infinite"),
+    (np.r_[np.zeros(100), 3.5, -0.5].astype(np.float32), r"x\.wav.*outside \[-1, 1\] \(peak 3\.5\)"),
+])
+def test_non_finite_or_out_of_range_float_wavs_are_refused_with_the_file_name(tmp_path, samples, match):
+    sf.write(tmp_path / "x.wav", samples, SR, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match=match):
+        load_wav(tmp_path / "x.wav")
+
+
+def test_nan_wav_in_a_dataset_is_named_before_training(tmp_path):
+    root = write_lj(tmp_path, IDS)
+    sf.write(root / "wavs" / "LJ003-0001.wav", np.full(6000, np.nan, dtype=np.float32), SR, subtype="FLOAT")
+    ds = LJSpeechDataset(root, "train")
+    with pytest.raises(AudioFileError, match=r"LJ003-0001\.wav"):
+        ds.sample(4, torch.Generator().manual_seed(0))
+
+
+def test_implausible_sample_rate_is_refused_before_resampling(tmp_path):
+    """A header claiming 1 Hz would make resampling to 22 050 Hz allocate 22 050 samples per stored one."""
+    sf.write(tmp_path / "slow.wav", np.zeros(1000, dtype=np.float32), 1, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match=r"slow\.wav.*1 Hz"):
+        load_wav(tmp_path / "slow.wav")
+
+
+def test_metadata_in_latin1_names_the_file_and_a_bom_is_not_part_of_the_first_id(tmp_path):
+    p = tmp_path / "metadata.csv"
+    p.write_bytes("LJ001-0001|Caf\u00e9 cr\u00e8me|Cafe creme\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"metadata\.csv.*line 1.*not UTF-8"):
+        read_metadata(p)
+    p.write_bytes("\ufeffLJ001-0001|a|a\nLJ001-0002|b|b\n".encode("utf-8"))
+    assert [e.id for e in read_metadata(p)] == ["LJ001-0001", "LJ001-0002"]
+
+
+def test_metadata_with_a_huge_field_names_the_file(tmp_path):
+    p = tmp_path / "metadata.csv"
+    p.write_text("LJ001-0001|" + "a" * 200_000 + "|a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"metadata\.csv.*line 1"):
+        read_metadata(p)
+
+
+def test_latin1_metadata_error_gives_the_line_of_the_first_bad_byte(tmp_path):
+    p = tmp_path / "metadata.csv"
+    good = "".join(f"LJ001-{i:04d}|plain text|plain text\n" for i in range(1, 600))  # more than one read block
+    p.write_bytes(good.encode() + "LJ002-0001|na\u00efve|naive\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"metadata\.csv, line 600: not UTF-8"):
+        read_metadata(p)

@@ -152,3 +152,34 @@ def test_atomic_write_text(tmp_path):
     atomic_write_text(path, '{"b": 1}\n')
     assert path.read_text() == '{"b": 1}\n'
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]
+
+
+def test_atomic_files_get_the_permissions_of_an_ordinary_write(tmp_path):
+    """mkstemp creates its file readable by the owner only; a run folder written atomically must be as readable
+    as one written with open() (colleagues, a web server, a results folder)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "plain.txt").write_text("x")
+        atomic_write_text(tmp_path / "atomic.txt", "x")
+        save_checkpoint(tmp_path / "ckpt.pt", {"step": 1})
+    finally:
+        os.umask(old)
+    expected = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert expected == 0o644
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "ckpt.pt").stat().st_mode & 0o777 == expected
+
+
+def test_refusals_never_pass_on_torchs_advice_to_unpickle(tmp_path):
+    """torch's own message for a file its safe loader refuses suggests weights_only=False, i.e. running the file's
+    code: the one thing not to do with a checkpoint someone sent you."""
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": ckpt_mod.CHECKPOINT_FORMAT, "obj": _Custom()}, evil)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    for path, match in ((evil, r"evil\.pt.* pickled objects"), (garbage, r"garbage\.pt.*truncated or corrupt")):
+        with pytest.raises(CheckpointError, match=match) as info:
+            load_checkpoint(path)
+        assert "weights_only" not in str(info.value) and "\n" not in str(info.value)

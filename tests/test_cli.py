@@ -99,3 +99,88 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "spectral_lib", "train", "--experiment", "nope"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "invalid choice: 'nope'" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ clumsy users
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_out_that_is_a_file_exits_2_with_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["train", "--experiment", "checkerboard", "--out", str(tmp_path / "f"), *SMALL]) == 2
+    assert "is a file, not a run folder" in _one_line(capsys.readouterr().err)
+
+
+def test_out_in_a_folder_without_write_permission_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
+    from spectral_lib.experiments import run_folder
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(run_folder.os, "access", lambda path, mode: False)  # as a non-root user on a read-only folder
+    assert main(["train", "--experiment", "checkerboard", "--out", str(tmp_path / "ro" / "run"), *SMALL]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "cannot write into" in line and "ro" in line
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_unexpected_os_errors_become_one_line(tmp_path, capsys, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    monkeypatch.setattr("spectral_lib.experiments.run.run_experiment", denied)
+    assert main(["train", "--experiment", "checkerboard", "--out", str(tmp_path / "r"), *SMALL]) == 2
+    assert "Permission denied" in _one_line(capsys.readouterr().err)
+
+
+def test_diverging_run_exits_1_with_one_line(tmp_path, capsys):
+    argv = ["train", "--experiment", "checkerboard", "--out", str(tmp_path / "r"), "--lr", "1e30", "--set",
+            "log_every=3", "--set", "checkpoint_every=2", *SMALL]
+    assert main(argv) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "training diverged" in line and "lower lr" in line and "checkpoint" in line
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """One small finished run, trained through the command line (copied by the tests that change it)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--experiment", "checkerboard", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_sample_refuses_to_overwrite_an_existing_file(cli_run, tmp_path, capsys):
+    out = cli_run
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"my tensor")
+    argv = ["sample", "--run", str(out), "--n", "2", "--steps", "2", "--out", str(mine), "--no-progress"]
+    assert main(argv) == 2
+    assert "mine.pt" in _one_line(capsys.readouterr().err) and mine.read_bytes() == b"my tensor"
+    assert main([*argv, "--overwrite"]) == 0
+    assert torch.load(mine, weights_only=True).shape == (2, 1, 16, 16)
+
+
+def test_evaluate_of_a_corrupt_samples_file_exits_2_with_one_line(cli_run, tmp_path, capsys):
+    import shutil
+
+    out = shutil.copytree(cli_run, tmp_path / "copy")
+    (out / "samples.pt").write_bytes(b"garbage")
+    assert main(["evaluate", "--run", str(out)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "samples.pt" in line and "weights_only" not in line
+
+
+def test_standin_never_writes_over_real_data_and_replaces_its_own_with_overwrite(tmp_path, capsys):
+    real = tmp_path / "LJSpeech-1.1"
+    (real / "wavs").mkdir(parents=True)
+    (real / "metadata.csv").write_text("LJ001-0001|a|a\n")
+    assert main(["standin", "--kind", "ljspeech", "--out", str(real), "--n", "2", "--seconds", "0.3"]) == 2
+    assert "not a stand-in" in _one_line(capsys.readouterr().err)
+    assert (real / "metadata.csv").read_text() == "LJ001-0001|a|a\n"
+    argv = ["standin", "--kind", "images", "--out", str(tmp_path / "img"), "--n", "2", "--resolution", "16"]
+    assert main(argv) == 0 and main(argv) == 2
+    assert "--overwrite" in _one_line(capsys.readouterr().err)
+    assert main([*argv, "--overwrite"]) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import threading
 import zipfile
@@ -28,13 +29,16 @@ class Server:
     """Serves ``files`` on 127.0.0.1 with ``Range: bytes=N-`` support; records each request's Range header.
 
     ``ignore_range`` answers 200 with the whole file; ``truncate_at`` sends the full Content-Length but closes the
-    connection after that many bytes of the body (once)."""
+    connection after that many bytes of the body (once). ``etag`` (when set) is sent with every answer, and a
+    request whose ``If-Range`` differs from it gets the whole file (200), as RFC 9110 says."""
 
     def __init__(self, files):
         self.files = files
         self.ranges: list[str | None] = []
+        self.if_ranges: list[str | None] = []
         self.ignore_range = False
         self.truncate_at: int | None = None
+        self.etag: str | None = None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,12 +48,15 @@ class Server:
             def do_GET(self):
                 data = server.files.get(self.path)
                 server.ranges.append(self.headers.get("Range"))
+                server.if_ranges.append(self.headers.get("If-Range"))
                 if data is None:
                     self.send_error(404, "Not Found")
                     return
                 start = 0
                 rng = self.headers.get("Range")
-                if rng and not server.ignore_range:
+                if_range = self.headers.get("If-Range")
+                stale = if_range is not None and if_range != server.etag
+                if rng and not server.ignore_range and not stale:
                     start = int(rng.removeprefix("bytes=").split("-")[0])
                     if start >= len(data):
                         self.send_response(416)
@@ -60,6 +67,8 @@ class Server:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
+                if server.etag is not None:
+                    self.send_header("ETag", server.etag)
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
@@ -148,17 +157,69 @@ def test_http_error_names_the_url(server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_stale_part_without_a_checksum_is_not_resumed(server, tmp_path):
+    """A ``.part`` we cannot vouch for (left by another tool, another URL or an older version of the file) must not
+    become the start of the cached file when there is no checksum to catch it."""
+    (tmp_path / "data.bin.part").write_bytes(b"X" * 300_001)
+    out = download(server.url("/data.bin"), tmp_path / "data.bin", progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert server.ranges == [None]  # downloaded from the start
+    assert not (tmp_path / "data.bin.part").exists() and not (tmp_path / "data.bin.part.json").exists()
+
+
+def test_oversized_part_without_a_checksum_is_downloaded_again(server, tmp_path):
+    """The server answers 416 (range not satisfiable) to a ``.part`` longer than the file: that is no proof that the
+    ``.part`` is the file; its size is compared with the one the server states, and it is fetched again."""
+    for name in ("a.bin", "b.bin"):
+        server.files[f"/{name}"] = PAYLOAD
+        (tmp_path / f"{name}.part").write_bytes(PAYLOAD + b"tail")
+        (tmp_path / f"{name}.part.json").write_text(json.dumps({"url": server.url(f"/{name}")}))
+    assert download(server.url("/a.bin"), tmp_path / "a.bin", progress=False).read_bytes() == PAYLOAD
+    assert download(server.url("/b.bin"), tmp_path / "b.bin", SHA, progress=False).read_bytes() == PAYLOAD
+
+
+def test_own_interrupted_download_resumes_without_checksum_and_restarts_when_the_file_changed(server, tmp_path):
+    server.etag = '"v1"'
+    server.truncate_at = 200_000
+    target = tmp_path / "data.bin"
+    with pytest.raises(OSError, match="interrupted|ended early"):
+        download(server.url("/data.bin"), target, progress=False)
+    assert json.loads((tmp_path / "data.bin.part.json").read_text())["etag"] == '"v1"'
+    out = download(server.url("/data.bin"), target, progress=False)
+    assert server.ranges[-1] == "bytes=200000-" and server.if_ranges[-1] == '"v1"'
+    assert out.read_bytes() == PAYLOAD and not (tmp_path / "data.bin.part.json").exists()
+
+    # The file changes on the server between the two attempts: If-Range makes it send the new file whole.
+    new = bytes(reversed(PAYLOAD))
+    server.files["/new.bin"] = PAYLOAD
+    server.truncate_at = 100_000
+    with pytest.raises(OSError):
+        download(server.url("/new.bin"), tmp_path / "new.bin", progress=False)
+    server.files["/new.bin"], server.etag = new, '"v2"'
+    assert download(server.url("/new.bin"), tmp_path / "new.bin", progress=False).read_bytes() == new
+
+
+def test_part_of_another_url_is_not_resumed(server, tmp_path):
+    server.etag = '"v1"'
+    server.files["/other/data.bin"] = bytes(reversed(PAYLOAD))
+    (tmp_path / "data.bin.part").write_bytes(bytes(reversed(PAYLOAD))[:100_000])
+    (tmp_path / "data.bin.part.json").write_text(json.dumps({"url": server.url("/other/data.bin"), "etag": '"v1"'}))
+    assert download(server.url("/data.bin"), tmp_path / "data.bin", progress=False).read_bytes() == PAYLOAD
+
+
 # ------------------------------------------------------------------------------------------------ extraction
 
 
 def make_tar(path, members, mode="w:gz"):
-    """members: list of (name, bytes) files, or (name, None, linkname) symlinks."""
+    """members: list of (name, bytes) files, (name, None, linkname) symlinks or (name, "hard", linkname) hard
+    links."""
     opened = tarfile.open(fileobj=path, mode=mode) if isinstance(path, io.BytesIO) else tarfile.open(path, mode)
     with opened as tar:
         for m in members:
             info = tarfile.TarInfo(m[0])
-            if m[1] is None:
-                info.type, info.linkname = tarfile.SYMTYPE, m[2]
+            if m[1] is None or m[1] == "hard":
+                info.type = tarfile.SYMTYPE if m[1] is None else tarfile.LNKTYPE
+                info.linkname = m[2]
                 tar.addfile(info)
             else:
                 info.size = len(m[1])
@@ -168,12 +229,11 @@ def make_tar(path, members, mode="w:gz"):
 
 @pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tar.bz2", "w:bz2")])
 def test_extract_tar(tmp_path, suffix, mode):
-    arc = make_tar(tmp_path / f"ds{suffix}", [("ds/metadata.csv", b"a|b|c\n"), ("ds/wavs/x.wav", b"RIFF"),
-                                              ("ds/link", None, "metadata.csv")], mode)
+    arc = make_tar(tmp_path / f"ds{suffix}", [("ds/metadata.csv", b"a|b|c\n"), ("ds/wavs/x.wav", b"RIFF")], mode)
     created = extract_archive(arc, tmp_path / "out")
     assert created == [tmp_path / "out" / "ds"]
     assert (tmp_path / "out/ds/wavs/x.wav").read_bytes() == b"RIFF"
-    assert (tmp_path / "out/ds/link").read_bytes() == b"a|b|c\n"
+    assert (tmp_path / "out/ds/metadata.csv").read_bytes() == b"a|b|c\n"
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["ds"]  # no staging folder left
     with pytest.raises(FileExistsError, match="overwrite=True"):
         extract_archive(arc, tmp_path / "out")
@@ -184,8 +244,11 @@ def test_extract_tar(tmp_path, suffix, mode):
     ([("ok.txt", b"x"), ("../evil", b"x")], r"escapes the target folder: '\.\./evil'"),
     ([("a/../../evil", b"x")], r"escapes the target folder: 'a/\.\./\.\./evil'"),
     ([("/etc/evil", b"x")], r"absolute path: '/etc/evil'"),
-    ([("ds/up", None, "../../outside")], r"symlink pointing outside the target folder: 'ds/up'"),
-    ([("abs", None, "/etc/passwd")], r"symlink pointing outside the target folder: 'abs'"),
+    ([("ds/up", None, "../../outside")], r"link member 'ds/up' -> '\.\./\.\./outside'"),
+    ([("abs", None, "/etc/passwd")], r"link member 'abs' -> '/etc/passwd'"),
+    # links that stay inside are refused too: the archives we download hold none, and chains of them escape
+    ([("ds/a.txt", b"x"), ("ds/link", None, "a.txt")], r"link member 'ds/link' -> 'a\.txt'"),
+    ([("ds/a.txt", b"x"), ("ds/hard", "hard", "ds/a.txt")], r"link member 'ds/hard' -> 'ds/a\.txt'"),
 ])
 def test_tar_members_escaping_are_rejected(tmp_path, members, match):
     arc = make_tar(tmp_path / "evil.tar.gz", members)
@@ -194,6 +257,31 @@ def test_tar_members_escaping_are_rejected(tmp_path, members, match):
         extract_archive(arc, out)
     assert not (tmp_path / "deep" / "evil").exists() and not (tmp_path / "evil").exists()
     assert list(out.iterdir()) == []  # nothing extracted, staging removed
+
+
+def test_chain_of_symlinks_cannot_escape_on_pythons_without_extraction_filters(tmp_path, monkeypatch):
+    """Each link alone resolves inside the folder when read as text ('x' -> '.', 'y' -> 'x/x/x/../../..'), but once
+    'x' exists on disk 'y' points three levels up. Pythons whose tarfile has no extraction filters (3.10 before
+    3.10.12, 3.11 before 3.11.4, all allowed by requires-python) would then write 'y/escaped.txt' outside."""
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    arc = make_tar(tmp_path / "chain.tar", [("x", None, "."), ("y", None, "x/x/x/../../.."),
+                                            ("y/escaped.txt", b"outside")], "w")
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(UnsafeArchiveError, match=r"chain\.tar.*link member 'x' -> '\.'"):
+        extract_archive(arc, out)
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_zip_symlink_members_are_refused(tmp_path):
+    arc = tmp_path / "links.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        zf.writestr("imgs/00000.png", b"png")
+        info = zipfile.ZipInfo("imgs/link.png")
+        info.external_attr = (0o120777 << 16)  # S_IFLNK: unzip would create a symlink
+        zf.writestr(info, "../../../etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match=r"links\.zip.*link member 'imgs/link\.png'"):
+        extract_archive(arc, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_zip_extract_and_zip_slip(tmp_path):

@@ -242,4 +242,80 @@ def test_trainer_fine_tunes_a_pretrained_pickle_end_to_end(tmp_path, monkeypatch
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     start = precond.state_dict()
     assert any(not torch.equal(state["model"][f"precond.{k}"], v) for k, v in start.items())
-    assert sample_run(tmp_path / "run", n=2, steps=2).shape == (2, 3, 8, 8)
+    assert sample_run(tmp_path / "run", n=2, steps=2, trust_pickle=True, edm_repo=fake_edm_repo).shape == (2, 3, 8, 8)
+
+
+# ------------------------------------------------------------------------------------------------ untrusted runs
+
+
+class _Alarm:
+    """Unpickling this runs ``Path.touch`` on a marker file: the stand-in for code hidden in a pickle."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.fixture
+def hostile_run(tmp_path, monkeypatch):
+    """A run folder as someone could send it: its config.json names a pickle that runs code when loaded and an
+    ``edm_repo`` whose packages run code when imported."""
+    import json
+
+    from spectral_lib.experiments.profiles import get_profile
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    markers = {"pickle": tmp_path / "pickle-ran", "import": tmp_path / "import-ran"}
+    evil = tmp_path / "sent" / "evil.pkl"
+    evil.parent.mkdir()
+    evil.write_bytes(pickle.dumps({"ema": _Alarm(markers["pickle"])}))
+    repo = tmp_path / "sent" / "edm"
+    for package, module in (("torch_utils", "persistence.py"), ("dnnlib", "__init__.py")):
+        (repo / package).mkdir(parents=True)
+        (repo / package / module).write_text(f"open({str(markers['import'])!r}, 'w').close()\n")
+    run = tmp_path / "sent" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    config = get_profile("ffhq", "gpu").replace(model={"network": str(evil), "edm_repo": str(repo)}, device="cpu")
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    torch.save({"format": 1, "model": {}, "ema": {}, "sample_shape": [3, 8, 8]}, run / "checkpoints" / "last.pt")
+    return run, evil, repo, markers
+
+
+def test_sampling_a_run_folder_never_unpickles_or_imports_what_its_config_names(hostile_run):
+    from spectral_lib.experiments.run import sample_run
+
+    run, evil, repo, markers = hostile_run
+    path_before = list(sys.path)
+    with pytest.raises(ValueError, match=rf"(?s){evil.name}.*runs any code.*trust_pickle=True.*edm_repo"):
+        sample_run(run, n=1)
+    assert not markers["pickle"].exists() and not markers["import"].exists() and sys.path == path_before
+    # Even trusting the pickle, a folder named by the run is not put on sys.path: without NVIDIA's code importable
+    # the network cannot be unpickled, and the error says to pass edm_repo at the call.
+    with pytest.raises(ep.EDMCodeMissingError, match="cannot import torch_utils"):
+        sample_run(run, n=1, trust_pickle=True)
+    assert not markers["pickle"].exists() and not markers["import"].exists() and sys.path == path_before
+
+
+def test_cli_sample_of_an_edm_run_exits_2_and_asks_for_trust(hostile_run, capsys):
+    from spectral_lib.cli import main
+
+    run, evil, _, markers = hostile_run
+    assert main(["sample", "--run", str(run), "--n", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--trust-pickle" in err and str(evil) in err and len(err.strip().splitlines()) == 1
+    assert not markers["pickle"].exists() and not markers["import"].exists()
+
+
+def test_build_model_refuses_a_pickle_unless_trusted(tmp_path, pickled_network):
+    from spectral_lib.experiments.profiles import get_profile
+    from spectral_lib.experiments.train import build_model
+
+    config = get_profile("ffhq", "gpu").replace(model={"network": str(pickled_network[0])})
+    with pytest.raises(ValueError, match="trust_pickle=True"):
+        build_model(config)
+    with pytest.raises(ValueError, match="not a config option"):
+        build_model(config.replace(model={"trust_pickle": True}), trust_pickle=False)

@@ -338,3 +338,14 @@ def test_modules_match_functions(generator):
                                                                   reduction="none"))
     torch.testing.assert_close(FourierAmplitudeLoss()(pred, target), fourier_amplitude_loss(pred, target))
     assert "coupling='product'" in repr(module)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 1), (2, 3, 1, 1)])
+def test_radial_weighting_of_a_one_element_signal_is_zero_not_nan(shape, generator):
+    """Only the DC bin exists, and the radial weighting gives DC weight 0 (|f| = 0): the loss is 0, not 0/0."""
+    pred = torch.randn(*shape, generator=generator, requires_grad=True)
+    target = torch.randn(*shape, generator=generator)
+    loss = fourier_amplitude_loss(pred, target, frequency_weighting="radial", reduction="none")
+    assert torch.equal(loss, torch.zeros(shape[0]))
+    loss.sum().backward()
+    assert torch.isfinite(pred.grad).all()

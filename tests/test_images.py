@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import time
 import zipfile
 
 import numpy as np
@@ -169,3 +172,95 @@ def test_truncated_png_is_corrupt(tmp_path):
     (tmp_path / "t.png").write_bytes(good[: len(good) // 2])
     with pytest.raises(CorruptImageError, match="t.png"):
         build_image_cache(tmp_path, 8, cache_dir=tmp_path / "c", progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ hostile data
+
+
+def test_image_replaced_by_one_of_the_same_size_is_decoded_again(tmp_path):
+    """Same name, same byte size, even the same modification time (``cp -p``, ``tar x``, ``rsync -t``): the cache
+    must not serve the old pixels."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    solid((255, 0, 0)).save(root / "a.bmp")  # BMP: the byte size depends only on the dimensions
+    first = ImageFolderDataset(root, resolution=8, cache_dir=tmp_path / "c", progress=False)
+    torch.testing.assert_close(first[0][:, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
+    before = (root / "a.bmp").stat()
+    time.sleep(0.05)  # file-system clocks can be coarse (a few ms)
+    buf = io.BytesIO()
+    solid((0, 0, 255)).save(buf, format="BMP")
+    assert len(buf.getvalue()) == before.st_size
+    (root / "a.bmp").write_bytes(buf.getvalue())
+    os.utime(root / "a.bmp", ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = ImageFolderDataset(root, resolution=8, cache_dir=tmp_path / "c", progress=False)
+    torch.testing.assert_close(again[0][:, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))
+
+
+def test_zip_member_replaced_by_one_of_the_same_size_is_decoded_again(tmp_path):
+    zpath = tmp_path / "imgs.zip"
+    for colour, expected in (((255, 0, 0), [1.0, -1.0, -1.0]), ((0, 0, 255), [-1.0, -1.0, 1.0])):
+        buf = io.BytesIO()
+        solid(colour).save(buf, format="BMP")
+        with zipfile.ZipFile(zpath, "w") as zf:
+            zf.writestr(zipfile.ZipInfo("a.bmp", date_time=(2020, 1, 1, 0, 0, 0)), buf.getvalue())
+        ds = ImageFolderDataset(zpath, resolution=8, cache_dir=tmp_path / "c", progress=False)
+        torch.testing.assert_close(ds[0][:, 0, 0], torch.tensor(expected))
+
+
+def test_symlinked_subfolders_are_read_once(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    solid((0, 255, 0)).save(elsewhere / "b.png")
+    root = tmp_path / "imgs"
+    root.mkdir()
+    solid((255, 0, 0)).save(root / "a.png")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)  # a loop must neither hang nor repeat images
+    with pytest.warns(UserWarning, match=r"'loop'.*already"):
+        files, sizes = list_image_files(root)
+    assert files == ["a.png", "linked/b.png"] and all(s > 0 for s in sizes)
+
+
+def test_broken_symlink_is_a_named_corrupt_image(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    solid((255, 0, 0)).save(root / "a.png")
+    (root / "b.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(CorruptImageError, match=r"b\.png"):
+        build_image_cache(root, 8, cache_dir=tmp_path / "c", progress=False)
+    with pytest.warns(UserWarning, match=r"b\.png"):
+        path = build_image_cache(root, 8, cache_dir=tmp_path / "c", skip_corrupt=True, progress=False)
+    assert np.load(path).shape == (1, 8, 8, 3)
+
+
+def test_decompression_bomb_is_named_and_skippable(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL refuses images of more than twice this many pixels
+    root = tmp_path / "imgs"
+    root.mkdir()
+    solid((1, 2, 3), size=8).save(root / "small.png")  # 64 pixels
+    solid((1, 2, 3), size=16).save(root / "bomb.png")  # 256 pixels
+    with pytest.raises(CorruptImageError, match=r"bomb\.png.*decompression bomb.*skip_corrupt=True"):
+        build_image_cache(root, 8, cache_dir=tmp_path / "c", progress=False)
+    with pytest.warns(UserWarning, match=r"skipping corrupt image .*bomb\.png"):
+        path = build_image_cache(root, 8, cache_dir=tmp_path / "c", skip_corrupt=True, progress=False)
+    assert np.load(path).shape == (1, 8, 8, 3)
+
+
+def test_zip_member_too_large_to_be_an_image_is_not_inflated(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    zpath = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.png", _png_bytes(solid((1, 2, 3), size=8)))
+        zf.writestr("bomb.png", b"\0" * (3 << 20))  # 3 MB that deflate to a few kB
+
+    def no_inflating(*args, **kwargs):
+        raise AssertionError("the oversized member was read")
+
+    real_read = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read",
+                        lambda self, name, *a: no_inflating() if name == "bomb.png" else real_read(self, name, *a))
+    with pytest.raises(CorruptImageError, match=r"bomb\.png.*larger than"):
+        build_image_cache(zpath, 8, cache_dir=tmp_path / "c", progress=False)
+    with pytest.warns(UserWarning, match=r"bomb\.png"):
+        path = build_image_cache(zpath, 8, cache_dir=tmp_path / "c", skip_corrupt=True, progress=False)
+    assert np.load(path).shape == (1, 8, 8, 3)

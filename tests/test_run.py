@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,129 @@ def test_cache_with_an_unresumable_change_is_refused_and_keeps_the_result(finish
         run_experiment("checkerboard", regularizer="wavelet", formulation="ddim", out=finished.out_dir,
                        resume=True, **{**TINY, "lr": 0.5})
     assert (finished.out_dir / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ safety
+
+
+def _user_folder(root):
+    """A folder of someone's own project that happens to use the names of a run's entries."""
+    (root / "figures").mkdir(parents=True)
+    (root / "figures" / "plot.png").write_bytes(b"my plot")
+    (root / "checkpoints").mkdir()
+    (root / "checkpoints" / "model.ckpt").write_bytes(b"my weights")
+    (root / "config.json").write_text('{"batch": 32}\n')
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("flag", ["overwrite", "resume"])
+def test_overwrite_or_resume_never_touch_a_folder_that_is_not_a_run(tmp_path, flag):
+    before = _user_folder(tmp_path / "mine")
+    with pytest.raises(ValueError, match=r"config\.json.* not the config of a spectral_lib run"):
+        run_experiment("checkerboard", out=tmp_path / "mine", **{flag: True}, **TINY)
+    (tmp_path / "mine" / "config.json").unlink()
+    del before[tmp_path / "mine" / "config.json"]
+    with pytest.raises(FileExistsError, match=r"checkpoints, figures but is not a spectral_lib run folder"):
+        run_experiment("checkerboard", out=tmp_path / "mine", **{flag: True}, **TINY)
+    assert {p: p.read_bytes() for p in (tmp_path / "mine").rglob("*") if p.is_file()} == before
+
+
+def _copy(finished, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(finished.out_dir, tmp_path / "copy"))
+
+
+def test_overwrite_removes_the_run_and_only_the_run(finished, tmp_path):
+    out = _copy(finished, tmp_path)
+    (out / "notes.txt").write_text("mine")
+    run_mod.RESULT_FILES.append("cached_result.json")
+    try:
+        (out / "cached_result.json").write_text("{}")
+        run_experiment("checkerboard", out=out, overwrite=True, **{**TINY, "steps": 2, "n_samples": 2})
+    finally:
+        run_mod.RESULT_FILES.remove("cached_result.json")
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "cached_result.json").exists()
+    assert torch.load(out / "samples.pt", weights_only=True).shape[0] == 2
+    assert json.loads((out / "config.json").read_text())["regularizer"] == "none"
+
+
+def test_resuming_a_finished_run_with_fewer_steps_is_refused_and_keeps_it(finished, tmp_path):
+    out = _copy(finished, tmp_path)
+    with pytest.raises(ValueError, match=r"4 steps.*steps=2"):
+        run_experiment("checkerboard", regularizer="wavelet", formulation="ddim", out=out, resume=True,
+                       **{**TINY, "steps": 2})
+    assert json.loads((out / "config.json").read_text())["steps"] == 4
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"'.*f' is a file, not a run folder"):
+        run_experiment("checkerboard", out=tmp_path / "f", **TINY)
+    with pytest.raises(NotADirectoryError, match=r"is inside the file"):
+        run_experiment("checkerboard", out=tmp_path / "f" / "run", **TINY)
+
+
+def test_corrupt_samples_pt_is_named_without_advice_to_unpickle(finished, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished.out_dir, copy)
+    (copy / "samples.pt").write_bytes(b"PK\x03\x04 not a tensor file")
+    with pytest.raises(ValueError, match=r"samples\.pt.* cannot be read") as info:
+        evaluate_run(copy, write=False)
+    assert "weights_only" not in str(info.value)
+    torch.save({"not": "a tensor"}, copy / "samples.pt")
+    with pytest.raises(ValueError, match=r"samples\.pt.* holds a dict, not a tensor of samples"):
+        evaluate_run(copy, write=False)
+
+
+def test_a_damaged_log_line_does_not_break_reading_the_run(finished, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished.out_dir, copy)
+    with open(copy / "log.jsonl", "a") as f:
+        f.write('{"step": 5, "loss": 0.1')  # a line cut by a crash
+    with pytest.warns(UserWarning, match=r"log\.jsonl.*line 3"):
+        result = load_run(copy)
+    assert [line["step"] for line in result.history] == [2, 4]
+
+
+def test_sample_run_refuses_a_checkpoint_that_does_not_fit(finished, tmp_path):
+    import shutil
+
+    from spectral_lib.experiments.checkpoint import CheckpointError, save_checkpoint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished.out_dir, copy)
+    state = torch.load(copy / "checkpoints" / "last.pt", weights_only=True)
+    del state["ema"]
+    save_checkpoint(copy / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"last\.pt.* lacks 'ema'"):
+        sample_run(copy, n=1, steps=1)
+    state["ema"] = {k: v[..., :1] for k, v in state["model"].items()}
+    save_checkpoint(copy / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"last\.pt.* does not fit the network"):
+        sample_run(copy, n=1, steps=1)
+    state["ema"], state["sample_shape"] = state["model"], [10**9, 1]
+    save_checkpoint(copy / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"sample_shape"):
+        sample_run(copy, n=1, steps=1)
+
+
+def test_a_foreign_checkpoints_last_pt_does_not_make_a_folder_a_run(tmp_path):
+    (tmp_path / "theirs" / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, tmp_path / "theirs" / "checkpoints" / "last.pt")
+    with pytest.raises(FileExistsError, match="not a spectral_lib run folder"):
+        run_experiment("checkerboard", out=tmp_path / "theirs", overwrite=True, **TINY)
+    assert (tmp_path / "theirs" / "checkpoints" / "last.pt").exists()
+
+
+def test_a_run_whose_config_json_was_lost_is_still_recognised_by_its_checkpoint(finished, tmp_path):
+    out = _copy(finished, tmp_path)
+    (out / "config.json").unlink()
+    assert run_mod.run_folder.is_run(out)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run_experiment("checkerboard", out=out, **TINY)

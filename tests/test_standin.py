@@ -136,3 +136,54 @@ def test_argument_errors(tmp_path):
         write_image_standin(tmp_path, n=0)
     with pytest.raises(ValueError, match="r_min"):
         dead_leaves(32, 0, r_min=20.0, r_max=10.0)
+
+
+# ------------------------------------------------------------------------------------------- never over real data
+
+
+def _real_ljspeech(root):
+    (root / "wavs").mkdir(parents=True)
+    sf.write(root / "wavs" / "LJ001-0001.wav", np.full(2205, 0.25, dtype=np.float32), SR, subtype="PCM_16")
+    (root / "metadata.csv").write_text("LJ001-0001|Printing, in the only sense|Printing, in the only sense\n")
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_ljspeech_standin_never_writes_over_a_real_dataset(tmp_path):
+    before = _real_ljspeech(tmp_path / "LJSpeech-1.1")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"LJSpeech-1\.1.*metadata\.csv.*not a stand-in"):
+            write_ljspeech_standin(tmp_path / "LJSpeech-1.1", n_utterances=3, seconds=0.3, overwrite=overwrite)
+    assert {p: p.read_bytes() for p in (tmp_path / "LJSpeech-1.1").rglob("*") if p.is_file()} == before
+
+
+def test_ljspeech_standin_is_replaced_only_when_asked(tmp_path):
+    root = write_ljspeech_standin(tmp_path / "lj", n_utterances=4, seconds=0.3, seed=0)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_ljspeech_standin(root, n_utterances=3, seconds=0.3, seed=1)
+    write_ljspeech_standin(root, n_utterances=3, seconds=0.3, seed=1, overwrite=True)
+    assert len(read_metadata(root / "metadata.csv")) == 3
+    assert len(list((root / "wavs").glob("*.wav"))) == 3  # the old stand-in's fourth wav is gone too
+
+
+def test_image_standin_never_writes_over_real_images_and_replaces_its_own(tmp_path):
+    real = tmp_path / "ffhq" / "thumbnails16x16" / "00000"
+    real.mkdir(parents=True)
+    (real / "00000.png").write_bytes(b"a real face")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"thumbnails16x16.*not a stand-in"):
+            write_image_standin(tmp_path / "ffhq", n=2, resolution=16, overwrite=overwrite)
+    assert (real / "00000.png").read_bytes() == b"a real face"
+
+    folder = write_image_standin(tmp_path / "mine", n=5, resolution=16)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_image_standin(tmp_path / "mine", n=2, resolution=16)
+    write_image_standin(tmp_path / "mine", n=2, resolution=16, overwrite=True)
+    assert sorted(p.name for p in folder.rglob("*.png")) == ["00000.png", "00001.png"]  # no stale images mixed in
+
+
+def test_standin_out_on_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"'.*f' is a file"):
+        write_ljspeech_standin(tmp_path / "f", n_utterances=2, seconds=0.3)
+    with pytest.raises(NotADirectoryError, match=r"'.*f' is a file"):
+        write_image_standin(tmp_path / "f", n=1, resolution=16)

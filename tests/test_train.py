@@ -272,3 +272,165 @@ def test_step_benchmark_rows():
     assert rows[1]["steps_per_s"] == pytest.approx(1e3 / rows[1]["ms"])
     assert rows[0]["input"] == "2x1x8x8" and "wavelet" in format_table(rows)
     assert rows[0]["clock"] == "cpu"  # on a CPU: the process's CPU time, robust to other programs
+
+
+# ------------------------------------------------------------------------------------------------ safety
+
+
+def _nan_from_call(start: int):
+    """``build_components`` whose loss turns NaN from its ``start``-th call on (the weights follow one step later)."""
+    calls = {"n": 0}
+
+    def components(config, **kw):
+        parts = tiny_components(config, **kw)
+        real = parts.loss_fn
+
+        def loss_fn(*args, **kwargs):
+            calls["n"] += 1
+            out = real(*args, **kwargs)
+            if calls["n"] >= start:
+                out = type(out)(total=out.total * float("nan"), parts=out.parts, x0_hat=out.x0_hat)
+            return out
+
+        parts.loss_fn = loss_fn
+        return parts
+
+    return components
+
+
+def test_diverging_run_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    """Checkpoints at steps 3 and 6, log lines at 4 and 8, NaN from step 5: the weights at step 6 must not replace
+    the good checkpoint of step 3, and the error must name that one."""
+    monkeypatch.setattr(train_mod, "build_components", _nan_from_call(5))
+    with pytest.raises(FloatingPointError, match=r"at step 6.*last good checkpoint .*last\.pt' \(step 3\) is kept"):
+        train(tiny(steps=8, log_every=4, checkpoint_every=3), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 3
+    assert all(torch.isfinite(v).all() for v in (*state["model"].values(), *state["ema"].values()))
+
+
+def test_divergence_before_any_checkpoint_says_so(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "build_components", _nan_from_call(1))
+    with pytest.raises(FloatingPointError, match=r"at step 2.*no checkpoint was written"):
+        train(tiny(steps=8, log_every=4, checkpoint_every=2), tmp_path, progress=False)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_with_fewer_steps_than_done_is_refused(tiny, tmp_path):
+    """A finished 6-step run resumed with steps=4 would be relabelled: config.json saying 4, weights from 6."""
+    train(tiny(steps=6), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"last\.pt.* step 6.*steps=4"):
+        train(tiny(steps=4), tmp_path, resume=True, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 6
+
+
+def test_resume_never_overwrites_a_config_json_that_is_not_a_run(tiny, tmp_path):
+    mine = '{"learning_rate": 3, "notes": "my own project"}\n'
+    (tmp_path / "config.json").write_text(mine)
+    for resume in (True, False):
+        with pytest.raises(ValueError, match=r"config\.json.* not the config of a spectral_lib run"):
+            train(tiny(steps=2), tmp_path, resume=resume, progress=False)
+    assert (tmp_path / "config.json").read_text() == mine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_config_json_of_another_run_is_not_replaced(tiny, tmp_path):
+    """A run killed before its first checkpoint leaves config.json: resuming it with other settings is refused as
+    for a checkpoint, and starting again without resume is refused as for an existing run."""
+    train(tiny(steps=2, checkpoint_every=0), tmp_path, progress=False)
+    (tmp_path / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(ValueError, match=r"cannot resume from .*config\.json.*lr: checkpoint 0\.001, now 0\.5"):
+        train(tiny(steps=2, lr=0.5), tmp_path, resume=True, progress=False)
+    with pytest.raises(FileExistsError, match=r"config\.json.*resume=True"):
+        train(tiny(steps=2), tmp_path, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.001
+
+
+def test_stale_temporary_files_of_a_crashed_save_are_removed(tiny, tmp_path):
+    train(tiny(steps=2), tmp_path, progress=False)
+    stale = [tmp_path / "checkpoints" / ".last.pt.x1y2z3w4.tmp", tmp_path / ".config.json.abc_1234.tmp",
+             tmp_path / "figures" / ".samples.png.q9q9q9q9.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    mine = tmp_path / "checkpoints" / "my_notes.tmp"
+    mine.write_text("not ours")
+    train(tiny(steps=4), tmp_path, resume=True, progress=False)
+    assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def test_run_killed_before_its_first_checkpoint_resumes_with_a_clean_log(tiny, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill(state):
+        if state.step == 4:
+            raise Killed
+
+    cfg = tiny(steps=6, log_every=2, checkpoint_every=0)
+    with pytest.raises(Killed):
+        train(cfg, tmp_path, progress=False, callback=kill)
+    assert [line["step"] for line in _read_log(tmp_path / "log.jsonl")] == [2, 4]
+    train(cfg, tmp_path, resume=True, progress=False)
+    assert [line["step"] for line in _read_log(tmp_path / "log.jsonl")] == [2, 4, 6]
+
+
+def test_non_finite_conditioning_is_refused_naming_it(tiny, tmp_path, monkeypatch):
+    class MelSource:
+        shape = (1, 8, 8)
+
+        def sample(self, batch_size, generator=None):
+            x = torch.rand(batch_size, 1, 8, 8, generator=generator) * 2 - 1
+            return {"x": x, "mel": torch.full((batch_size, 4), float("nan"))}
+
+    def components(config, **kw):
+        parts = tiny_components(config, **kw)
+        parts.source = MelSource()
+        return parts
+
+    monkeypatch.setattr(train_mod, "build_components", components)
+    with pytest.raises(ValueError, match=r"cond\['mel'\] .*NaN or infinite"):
+        train(tiny(steps=2), tmp_path, progress=False)
+
+
+def test_out_dir_that_is_a_file_is_a_clear_error(tiny, tmp_path):
+    (tmp_path / "run").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"'.*run' is a file, not a run folder"):
+        train(tiny(steps=2), tmp_path / "run", progress=False)
+
+
+def test_checkpoint_without_the_trainer_entries_is_named(tiny, tmp_path):
+    from spectral_lib.experiments.checkpoint import CheckpointError, save_checkpoint
+
+    train(tiny(steps=2), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    del state["optimizer"], state["per_rank"]
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"last\.pt.* lacks .*'optimizer', 'per_rank'"):
+        train(tiny(steps=4), tmp_path, resume=True, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    state["model"] = {k: v[..., :1] for k, v in state["model"].items()}
+    state["optimizer"], state["per_rank"] = {}, []
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"last\.pt.* does not fit the network"):
+        train(tiny(steps=4), tmp_path, resume=True, progress=False)
+
+
+def test_checkpoint_with_damaged_random_states_is_named(tiny, tmp_path):
+    from spectral_lib.experiments.checkpoint import CheckpointError, save_checkpoint
+
+    train(tiny(steps=2), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    state["per_rank"] = [{"rng": {"torch_cpu": "not a state"}}]
+    save_checkpoint(tmp_path / "checkpoints" / "last.pt", state)
+    with pytest.raises(CheckpointError, match=r"last\.pt.* damaged random states"):
+        train(tiny(steps=4), tmp_path, resume=True, progress=False)
+
+
+def test_a_log_that_is_a_link_is_replaced_not_appended_through(tiny, tmp_path):
+    train(tiny(steps=2, checkpoint_every=0), tmp_path / "run", progress=False)
+    (tmp_path / "run" / "log.jsonl").unlink()
+    (tmp_path / "run" / "log.jsonl").symlink_to(tmp_path / "elsewhere.txt")  # dangling: appending would create it
+    train(tiny(steps=4, checkpoint_every=0), tmp_path / "run", resume=True, progress=False)
+    assert not (tmp_path / "elsewhere.txt").exists()
+    assert not (tmp_path / "run" / "log.jsonl").is_symlink()
+    assert [line["step"] for line in _read_log(tmp_path / "run" / "log.jsonl")] == [4]

@@ -156,30 +156,59 @@ def read_metadata(path: str | os.PathLike) -> list[MetadataEntry]:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a malformed line (wrong number of fields, empty id, repeated id), with its line number.
+        ValueError: a malformed line (wrong number of fields, empty id, repeated id, a field beyond the csv module's
+            size limit) or text that is not UTF-8, with the file and line number. A leading byte-order mark is
+            dropped.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"metadata file {str(path)!r} does not exist")
     entries: list[MetadataEntry] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8", newline="") as f:
+    # utf-8-sig: a byte-order mark (some editors add one) is not part of the first id
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE)
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) not in (2, 3):
-                raise ValueError(f"{path}, line {line}: expected 3 '|'-separated fields (id|transcription|normalized),"
-                                 f" got {len(row)}: {'|'.join(row)[:80]!r}")
-            uid = row[0].strip()
-            if not uid:
-                raise ValueError(f"{path}, line {line}: empty id")
-            if uid in seen:
-                raise ValueError(f"{path}, line {line}: id {uid!r} repeats line {seen[uid]}")
-            seen[uid] = line
-            entries.append(MetadataEntry(uid, row[1], row[2] if len(row) == 3 else row[1]))
+        try:
+            for row in reader:
+                entry = _metadata_entry(row, path, reader.line_num, seen)
+                if entry is not None:
+                    entries.append(entry)
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{path}, line {_first_non_utf8_line(path)}: not UTF-8 ({err.reason}); LJSpeech's metadata.csv is "
+                "UTF-8: convert the file, e.g. iconv -f latin1 -t utf-8"
+            ) from err
+        except csv.Error as err:
+            raise ValueError(f"{path}, line {reader.line_num}: {err}") from err
     return entries
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    """The number of the first line that is not valid UTF-8 (the text reader decodes in blocks, so its own line
+    count at the error is not it)."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def _metadata_entry(row: list[str], path: Path, line: int, seen: dict[str, int]) -> MetadataEntry | None:
+    """One parsed line of ``metadata.csv`` (``None`` for a blank line); ``seen`` maps ids to their line."""
+    if not row or (len(row) == 1 and not row[0].strip()):
+        return None
+    if len(row) not in (2, 3):
+        raise ValueError(f"{path}, line {line}: expected 3 '|'-separated fields (id|transcription|normalized),"
+                         f" got {len(row)}: {'|'.join(row)[:80]!r}")
+    uid = row[0].strip()
+    if not uid:
+        raise ValueError(f"{path}, line {line}: empty id")
+    if uid in seen:
+        raise ValueError(f"{path}, line {line}: id {uid!r} repeats line {seen[uid]}")
+    seen[uid] = line
+    return MetadataEntry(uid, row[1], row[2] if len(row) == 3 else row[1])
 
 
 def load_wav(path: str | os.PathLike, sample_rate: int | None = 22050) -> np.ndarray:
@@ -189,7 +218,9 @@ def load_wav(path: str | os.PathLike, sample_rate: int | None = 22050) -> np.nda
     (``sample_rate=None`` keeps the file's rate).
 
     Raises:
-        AudioFileError: the file cannot be read, or holds no samples (the message names it).
+        AudioFileError: the file cannot be read, holds no samples, holds NaN or infinite samples or samples outside
+            ``[-1, 1]`` (possible in float files), or has a rate so low (below ``sample_rate / 8``) that resampling
+            it would blow it up; the message names the file.
     """
     import soundfile as sf
 
@@ -198,14 +229,29 @@ def load_wav(path: str | os.PathLike, sample_rate: int | None = 22050) -> np.nda
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as err:
         raise AudioFileError(f"could not read audio file {str(path)!r}: {err}") from err
-    if data.shape[0] == 0:
-        raise AudioFileError(f"audio file {str(path)!r} is empty (0 samples)")
+    _check_samples(data, sr, sample_rate, path)
     audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if sample_rate is not None and sr != sample_rate:
         import librosa
 
         audio = librosa.resample(audio, orig_sr=sr, target_sr=sample_rate)
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _check_samples(data: np.ndarray, sr: int, sample_rate: int | None, path: Path) -> None:
+    """Refuse what would reach training as garbage: no samples, NaN/inf, values beyond full scale, absurd rates."""
+    if data.shape[0] == 0:
+        raise AudioFileError(f"audio file {str(path)!r} is empty (0 samples)")
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise AudioFileError(f"audio file {str(path)!r} holds {int((~finite).sum())} NaN or infinite sample(s)")
+    peak = float(np.abs(data).max())
+    if peak > 1.0:
+        raise AudioFileError(f"audio file {str(path)!r} holds samples outside [-1, 1] (peak {peak:.4g}): a float "
+                             "file beyond full scale; normalise it to [-1, 1]")
+    if sample_rate is not None and sr * 8 < sample_rate:
+        raise AudioFileError(f"audio file {str(path)!r} says its rate is {sr} Hz: resampling it to {sample_rate} Hz "
+                             f"would make it {sample_rate / sr:.0f} times longer; is the header right?")
 
 
 def _find_root(root: Path) -> Path:

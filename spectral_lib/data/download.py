@@ -7,16 +7,20 @@ Used on Colab for the real data (LJSpeech-1.1, FFHQ thumbnails); offline runs us
   into place with ``os.replace``. ``dest`` therefore either does not exist or is complete: an interrupted
   download leaves only the ``.part``, which the next call resumes; a checksum mismatch removes it.
 * :func:`extract_archive` unpacks ``.tar.bz2`` / ``.tar.gz`` / ``.tar`` / ``.zip`` after checking every member:
-  no absolute path, no ``..`` component, no link pointing outside the target, no device file. Members are
-  unpacked into a temporary folder beside the target and moved in, so a failed extraction leaves no half tree.
+  no absolute path, no ``..`` component, no link of any kind (symbolic or hard, even one pointing inside: a chain
+  of links that each look harmless can lead outside, CVE-2025-4517 and its kin), no device file. Members are
+  unpacked into a temporary folder inside the target and moved in, so a failed extraction leaves no half tree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
+import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -24,6 +28,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
@@ -44,7 +49,7 @@ _USER_AGENT = "spectral_lib-downloader"
 
 
 class UnsafeArchiveError(ValueError):
-    """An archive member would land outside the target folder (or is a device file); the message names it."""
+    """An archive member would land outside the target folder, or is a link or a device file; the message names it."""
 
 
 class ChecksumError(ValueError):
@@ -70,6 +75,120 @@ def _target(url: str, dest: str | os.PathLike) -> Path:
     return dest
 
 
+def _record_path(part: Path) -> Path:
+    """``<dest>.part.json``: the URL a ``.part`` came from and the server's validator (``ETag``/``Last-Modified``)."""
+    return part.with_name(part.name + ".json")
+
+
+def _discard(part: Path) -> None:
+    for p in (part, _record_path(part)):
+        if p.exists():
+            p.unlink()
+
+
+def _resumable(part: Path, url: str, checked: bool) -> tuple[int, str | None]:
+    """``(bytes of the .part to keep, If-Range validator)``. A ``.part`` is resumed only when it can be vouched for:
+    it was written by us from this very URL and the server gave a validator (sent as ``If-Range``, so that a file
+    changed since then is sent whole), or a checksum will verify the result anyway. Anything else is discarded."""
+    if not part.is_file():
+        _discard(part)
+        return 0, None
+    try:
+        record = json.loads(_record_path(part).read_text())
+    except (OSError, ValueError):
+        record = None
+    if isinstance(record, dict) and record.get("url") == url:
+        validator = record.get("etag") or record.get("last_modified")
+        if validator or checked:
+            return part.stat().st_size, validator
+    elif record is None and checked:  # a .part without our record: the checksum decides
+        return part.stat().st_size, None
+    _discard(part)
+    return 0, None
+
+
+def _open(url: str, have: int, validator: str | None, timeout: float) -> tuple[Any, int | None]:
+    """``(response, None)``, or ``(None, total)`` when the server answers 416 to ``Range: bytes=have-`` (``total``:
+    the size it states in ``Content-Range: bytes */total``, ``-1`` if it states none)."""
+    headers = {"User-Agent": _USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if validator:
+            headers["If-Range"] = validator
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout), None
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:
+            match = re.fullmatch(r"\s*bytes\s+\*/(\d+)\s*", err.headers.get("Content-Range", "") or "")
+            return None, int(match.group(1)) if match else -1
+        raise OSError(f"downloading {url!r} failed: HTTP {err.code} {err.reason}") from err
+    except urllib.error.URLError as err:
+        raise OSError(f"downloading {url!r} failed: {err.reason}") from err
+
+
+def _expected_total(response: Any, have: int, validator: str | None) -> tuple[int, int | None] | None:
+    """``(bytes to keep, total size or None)`` from the answer's status and headers, or ``None`` when a 206 does not
+    continue the ``.part`` (another start in ``Content-Range``, or another ``ETag`` than the one resumed from)."""
+    status = getattr(response, "status", None) or 200
+    length = response.headers.get("Content-Length")
+    if not (have and status == 206):
+        return 0, int(length) if length is not None else None  # the whole file
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*", response.headers.get("Content-Range", "") or "")
+    etag = response.headers.get("ETag")
+    if not match or int(match.group(1)) != have or (validator and etag and validator.startswith('"')
+                                                     and etag != validator):
+        return None
+    return have, int(match.group(2)) if match.group(2) != "*" else None
+
+
+def _receive(response: Any, part: Path, url: str, have: int, validator: str | None, progress: bool) -> bool:
+    """Write the answer's body into ``part`` (after ``have`` bytes) and record its origin beside it; ``False`` when
+    the answer does not continue the ``.part`` (nothing written)."""
+    expected = _expected_total(response, have, validator)
+    if expected is None:
+        return False
+    have, total = expected
+    headers = response.headers
+    record = {"url": url, "etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+    _record_path(part).write_text(json.dumps(record))
+    with open(part, "r+b" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                                                        desc=part.name[:-5], disable=not progress) as bar:
+        f.seek(have)
+        f.truncate()
+        while True:
+            try:
+                block = response.read(_CHUNK)
+            except (OSError, http.client.HTTPException) as err:  # e.g. IncompleteRead, reset connection
+                raise OSError(f"downloading {url!r} was interrupted after {f.tell()} bytes ({err}); "
+                              f"call again to resume from {part.name}") from err
+            if not block:
+                break
+            f.write(block)
+            bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise OSError(f"downloading {url!r} ended early: got {size} of {total} bytes; call again to "
+                      f"resume from {str(part)!r}")
+    return True
+
+
+def _fetch(url: str, part: Path, have: int, validator: str | None, *, progress: bool, timeout: float) -> None:
+    """Bring ``part`` to the whole file: continue it from ``have`` bytes, or start again (once) when the server's
+    answer shows that it cannot be continued (416 with another size, a 206 that does not fit)."""
+    for _ in range(2):
+        response, total = _open(url, have, validator, timeout)
+        if response is None:
+            if total == have:  # 416 and the server states exactly the .part's size: it is complete
+                return
+        else:
+            with response:
+                if _receive(response, part, url, have, validator, progress):
+                    return
+        _discard(part)
+        have, validator = 0, None
+    raise OSError(f"downloading {url!r} failed: the server's answers to a fresh request did not fit")  # unreachable
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -85,8 +204,12 @@ def download(
         url: ``http(s)://`` (or ``file://``) address.
         dest: target file, or an existing folder.
         sha256: expected hex digest; ``None`` skips the check (say so where you call it).
-        resume: continue an existing ``<dest>.part`` with a ``Range: bytes=N-`` request; a server that answers
-            200 instead of 206 sends the whole file again, which is handled.
+        resume: continue an existing ``<dest>.part`` with a ``Range: bytes=N-`` request. Only a ``.part`` that can
+            be vouched for is continued: one this function wrote from the same URL, sent with ``If-Range`` and
+            the server's ``ETag`` or ``Last-Modified`` (a file changed since then comes whole), or any ``.part``
+            when ``sha256`` will check the result. A server that answers 200 instead of 206 sends the whole file
+            again, which is handled; a 416 (the ``.part`` is as long as the file, or longer) is accepted only when
+            the size the server states equals the ``.part``'s, else the file is fetched again.
         progress: tqdm bar.
         timeout: seconds to wait on the connection.
 
@@ -95,8 +218,8 @@ def download(
 
     Raises:
         ChecksumError: the digest differs (the ``.part`` is removed, ``dest`` is not written).
-        OSError: the server is unreachable, answers with an error, or the transfer ends early (the ``.part`` is
-            kept for the next call to resume).
+        OSError: the server is unreachable, answers with an error, or the transfer ends early (the ``.part`` and
+            its record ``<dest>.part.json`` are kept for the next call to resume).
     """
     dest = _target(url, dest)
     expected = sha256.lower() if sha256 else None
@@ -105,55 +228,18 @@ def download(
             return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if (resume and part.exists()) else 0
-    if not resume and part.exists():
-        part.unlink()
-
-    headers = {"User-Agent": _USER_AGENT}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # range not satisfiable: the .part already holds the whole file
-            response = None
-        else:
-            raise OSError(f"downloading {url!r} failed: HTTP {err.code} {err.reason}") from err
-    except urllib.error.URLError as err:
-        raise OSError(f"downloading {url!r} failed: {err.reason}") from err
-
-    if response is not None:
-        with response:
-            status = getattr(response, "status", 200)
-            if have and status != 206:
-                have = 0  # the server ignored the Range header and sends everything
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length is not None else None
-            mode = "ab" if have else "wb"
-            with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                             desc=dest.name, disable=not progress) as bar:
-                while True:
-                    try:
-                        block = response.read(_CHUNK)
-                    except (OSError, http.client.HTTPException) as err:  # e.g. IncompleteRead, reset connection
-                        raise OSError(f"downloading {url!r} was interrupted after {f.tell()} bytes ({err}); "
-                                      f"call again to resume from {part.name}") from err
-                    if not block:
-                        break
-                    f.write(block)
-                    bar.update(len(block))
-            size = part.stat().st_size
-            if total is not None and size != total:
-                raise OSError(f"downloading {url!r} ended early: got {size} of {total} bytes; call again to "
-                              f"resume from {str(part)!r}")
+    if not resume:
+        _discard(part)
+    have, validator = _resumable(part, url, expected is not None)
+    _fetch(url, part, have, validator, progress=progress, timeout=timeout)
     if expected is not None:
         got = sha256sum(part)
         if got != expected:
-            part.unlink()
+            _discard(part)
             raise ChecksumError(f"SHA-256 mismatch for {url!r}: expected {expected}, got {got}; the download was "
                                 f"removed")
     os.replace(part, dest)
+    _discard(part)
     return dest
 
 
@@ -171,30 +257,33 @@ def _check_name(name: str, archive: Path) -> PurePosixPath:
     return p
 
 
-def _inside(base: Path, candidate: Path) -> bool:
-    base = os.path.realpath(base)
-    cand = os.path.realpath(candidate)
-    return cand == base or cand.startswith(base + os.sep)
+def _refuse_link(archive: Path, name: str, target: str) -> None:
+    raise UnsafeArchiveError(
+        f"archive {str(archive)!r} has a link member {name!r} -> {target!r}; links are refused (the data sets we "
+        "download hold none, and a chain of links that each look harmless can point outside the target folder)"
+    )
 
 
-def _check_tar(tar: tarfile.TarFile, archive: Path, target: Path) -> list[tarfile.TarInfo]:
+def _check_tar(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """Every member must be a regular file or a folder with a safe relative name: no link of any kind (symbolic or
+    hard, wherever it points), no device, no FIFO."""
     members = tar.getmembers()
     for m in members:
-        rel = _check_name(m.name, archive)
-        if m.isdev() or m.isfifo():
-            raise UnsafeArchiveError(f"archive {str(archive)!r} has a device or FIFO member: {m.name!r}")
-        if m.issym():
-            link = PurePosixPath(m.linkname.replace("\\", "/"))
-            where = target / rel.parent / link if not link.is_absolute() else Path(str(link))
-            if link.is_absolute() or not _inside(target, where):
-                raise UnsafeArchiveError(f"archive {str(archive)!r} has a symlink pointing outside the target "
-                                         f"folder: {m.name!r} -> {m.linkname!r}")
-        if m.islnk():
-            _check_name(m.linkname, archive)
-            if not _inside(target, target / m.linkname):
-                raise UnsafeArchiveError(f"archive {str(archive)!r} has a hard link pointing outside the target "
-                                         f"folder: {m.name!r} -> {m.linkname!r}")
+        _check_name(m.name, archive)
+        if m.issym() or m.islnk():
+            _refuse_link(archive, m.name, m.linkname)
+        if not (m.isfile() or m.isdir()):
+            raise UnsafeArchiveError(f"archive {str(archive)!r} has a member that is neither a file nor a folder "
+                                     f"(device, FIFO or unknown type): {m.name!r}")
     return members
+
+
+def _check_zip(zf: zipfile.ZipFile, archive: Path) -> None:
+    """Safe names, and no member whose Unix mode says symbolic link (``unzip`` would create the link)."""
+    for info in zf.infolist():
+        _check_name(info.filename, archive)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            _refuse_link(archive, info.filename, zf.read(info)[:200].decode("utf-8", "replace"))
 
 
 def _archive_kind(path: Path) -> str:
@@ -225,15 +314,14 @@ def extract_archive(path: str | os.PathLike, dest: str | os.PathLike, *, overwri
     try:
         if kind == "tar":
             with tarfile.open(path, "r:*") as tar:
-                members = _check_tar(tar, path, staging)
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12: a second, standard line of defence
+                members = _check_tar(tar, path)
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: a second, standard line of defence
                     tar.extractall(staging, members=members, filter="data")
-                else:  # pragma: no cover - older Pythons; our own checks above still apply
+                else:  # older Pythons: our own checks above (no links at all) are the defence
                     tar.extractall(staging, members=members)
         else:
             with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    _check_name(info.filename, path)
+                _check_zip(zf, path)
                 zf.extractall(staging)
         created = []
         for entry in sorted(staging.iterdir()):

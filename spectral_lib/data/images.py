@@ -14,8 +14,10 @@ with the reduction factor; ``reducing_gap=3`` first reduces by an integer box fi
 indistinguishable from exact resampling in most cases), and stored in a ``uint8`` ``(N, H, W, 3)`` array saved as
 ``.npy`` in a cache folder. Later runs memory-map that file (``np.load(..., mmap_mode="r")``), which is what makes
 reads fast. The cache file's name holds a hash of the source's absolute path, the resolution and the list of files
-with their sizes, so a changed folder builds a new cache; it is written to a temporary name and moved into place
-with ``os.replace``, so an interrupted decode never leaves a cache that looks complete.
+with their sizes and modification and change times (for a zip: sizes and CRC-32s), so a changed folder builds a
+new cache, even when a file is replaced by one of the same size and date; it is written to a temporary name and
+moved into place with ``os.replace``, so an interrupted decode never leaves a cache that looks complete. Symlinked
+sub-folders are followed (each real folder once).
 
 Training tensors are ``(C, H, W)`` floats in ``[-1, 1]``: ``x = uint8 / 127.5 - 1``.
 """
@@ -86,12 +88,7 @@ def list_image_files(root: str | os.PathLike, max_images: int | None = None) -> 
                 if not info.is_dir() and info.filename.lower().endswith(IMAGE_EXTENSIONS):
                     entries.append((info.filename, info.file_size))
     else:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # skip hidden folders (.ipynb_checkpoints)
-            for f in filenames:
-                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
-                    p = Path(dirpath) / f
-                    entries.append((p.relative_to(root).as_posix(), p.stat().st_size))
+        entries = _walk_images(root)
     if not entries:
         what = "archive" if root.is_file() else "folder"
         raise FileNotFoundError(
@@ -104,6 +101,45 @@ def list_image_files(root: str | os.PathLike, max_images: int | None = None) -> 
             raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
         entries = entries[:max_images]
     return [e[0] for e in entries], [e[1] for e in entries]
+
+
+def _walk_images(root: Path) -> list[tuple[str, int]]:
+    """Image files under ``root`` with their sizes, following symlinked folders (each real folder once: a link that
+    leads back to a folder already read, e.g. a loop, is skipped with a warning). A file whose size cannot be read
+    (a broken link) gets size ``-1`` and fails, named, when decoded."""
+    entries: list[tuple[str, int]] = []
+    seen = {os.path.realpath(root)}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for d in sorted(dirnames):
+            if d.startswith("."):  # hidden folders (.ipynb_checkpoints)
+                continue
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real in seen:
+                rel = (Path(dirpath) / d).relative_to(root).as_posix()
+                warnings.warn(f"skipping {rel!r} in {str(root)!r}: it leads to a folder already read ({real!r})",
+                              stacklevel=3)
+                continue
+            seen.add(real)
+            kept.append(d)
+        dirnames[:] = kept
+        for f in filenames:
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):
+                p = Path(dirpath) / f
+                try:
+                    size = p.stat().st_size
+                except OSError:
+                    size = -1
+                entries.append((p.relative_to(root).as_posix(), size))
+    return entries
+
+
+def _max_file_bytes() -> int | None:
+    """The largest zip member we inflate: an image that PIL would decode (at most twice ``Image.MAX_IMAGE_PIXELS``
+    pixels; more is refused as a decompression bomb) takes at most 8 bytes a pixel uncompressed (16-bit RGBA), plus
+    1 MiB for headers. ``None`` when the limit is switched off."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 16 * int(limit) + (1 << 20)
 
 
 def decode_image(source: str | os.PathLike | bytes, resolution: int, *, name: str | None = None) -> np.ndarray:
@@ -127,6 +163,9 @@ def decode_image(source: str | os.PathLike | bytes, resolution: int, *, name: st
             if img.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grayscale: scale to 8 bits, don't clip
                 img = Image.fromarray(np.clip(np.asarray(img, np.float64) / 257.0 + 0.5, 0, 255).astype(np.uint8))
             rgb = img.convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise CorruptImageError(f"could not decode image {label!r}: {err} (refused as a decompression bomb: PIL's "
+                                f"limit is Image.MAX_IMAGE_PIXELS)") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise CorruptImageError(f"could not decode image {label!r}: {err}") from err
     w, h = rgb.size
@@ -139,11 +178,28 @@ def decode_image(source: str | os.PathLike | bytes, resolution: int, *, name: st
     return np.asarray(rgb, dtype=np.uint8)
 
 
+def _fingerprints(root: Path, files: Sequence[str], sizes: Sequence[int]) -> list[str]:
+    """What tells one version of each file from another without reading it: size, modification and change times
+    for a folder (the change time moves whenever the file is written, even when a copy keeps size and mtime), size
+    and CRC-32 from a zip's directory."""
+    if root.is_file():
+        with zipfile.ZipFile(root) as zf:
+            return [f"{zf.getinfo(f).file_size}:{zf.getinfo(f).CRC:08x}" for f in files]
+    out = []
+    for f, s in zip(files, sizes):
+        try:
+            st = (root / f).stat()
+            out.append(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+        except OSError:
+            out.append(f"{s}:unreadable")
+    return out
+
+
 def _cache_key(root: Path, resolution: int, files: Sequence[str], sizes: Sequence[int]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"v": _CACHE_VERSION, "source": str(root.resolve()), "resolution": resolution}).encode())
-    for f, s in zip(files, sizes):
-        h.update(f"{f}\0{s}\n".encode())
+    for f, stamp in zip(files, _fingerprints(root, files, sizes)):
+        h.update(f"{f}\0{stamp}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -151,6 +207,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _read_member(zf: zipfile.ZipFile, name: str, label: str) -> bytes:
+    """A zip member's bytes, refused (as corrupt) before inflating when its stated size is beyond any image PIL
+    would decode (a zip bomb)."""
+    limit = _max_file_bytes()
+    size = zf.getinfo(name).file_size
+    if limit is not None and size > limit:
+        err = ValueError(f"{size} bytes uncompressed, larger than any image within PIL's decompression-bomb limit "
+                         f"({limit} bytes)")
+        raise CorruptImageError(f"could not decode image {label!r}: {err}") from err
+    return zf.read(name)
 
 
 def build_image_cache(
@@ -193,7 +261,7 @@ def build_image_cache(
         for rel in bar:
             label = f"{root / rel}" if zf is None else f"{root}:{rel}"
             try:
-                src = zf.read(rel) if zf is not None else root / rel
+                src = _read_member(zf, rel, label) if zf is not None else root / rel
                 out[len(kept)] = decode_image(src, resolution, name=label)
             except CorruptImageError as err:
                 if not skip_corrupt:

@@ -14,11 +14,17 @@
 
 Both are deterministic for a seed (each file draws from ``numpy.random.default_rng([seed, index])``, so a file does
 not depend on how many others are written) and fast: a smoke-size stand-in takes well under a second.
+
+Both leave a marker file (:data:`STANDIN_MARKER`) in the folder they fill, and never write into a folder that
+already holds data without one: pointed by mistake at the real LJSpeech or FFHQ folder, they refuse instead of
+overwriting its files. A stand-in is replaced (its files removed first) only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +38,34 @@ __all__ = [
     "synthesize_speech",
     "write_ljspeech_standin",
     "VOWEL_FORMANTS",
+    "STANDIN_MARKER",
 ]
+
+STANDIN_MARKER = ".spectral_lib_standin.json"
+"""The file a stand-in writer leaves in the folder it fills (what it wrote, with which options); a hidden name, so
+that image loaders do not list it."""
+
+
+def _prepare_folder(folder: Path, data: Sequence[Path], what: dict, overwrite: bool) -> None:
+    """Make ``folder`` ready for a stand-in: refuse a file, refuse data (``data``: the paths a stand-in writes that
+    exist) not written by a stand-in, refuse an earlier stand-in unless ``overwrite`` (then remove ``data``)."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{str(folder)!r} is a file; stand-ins are written into a folder")
+    present = [p for p in data if p.is_symlink() or p.is_file() or (p.is_dir() and any(p.iterdir()))]
+    if present:
+        names = ", ".join(p.name for p in present[:3]) + (", ..." if len(present) > 3 else "")
+        if not (folder / STANDIN_MARKER).is_file():
+            raise FileExistsError(
+                f"{str(folder)!r} already holds data ({names}) that is not a stand-in written by spectral_lib; "
+                "refusing to write over it: choose another folder"
+            )
+        if not overwrite:
+            raise FileExistsError(f"{str(folder)!r} already holds a stand-in ({names}); pass overwrite=True "
+                                  "(CLI: --overwrite) to replace it, or choose another folder")
+        for p in present:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STANDIN_MARKER).write_text(json.dumps(what) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------- images
@@ -114,6 +147,8 @@ def write_image_standin(
     n: int = 256,
     resolution: int = 128,
     seed: int = 0,
+    *,
+    overwrite: bool = False,
     **dead_leaves_kwargs,
 ) -> Path:
     """Write ``n`` dead-leaves PNGs in FFHQ's thumbnail layout and return the image folder.
@@ -121,10 +156,20 @@ def write_image_standin(
     Layout (as FFHQ's ``thumbnails128x128``): ``root/thumbnails{R}x{R}/00000/00000.png``, 1000 files per
     subfolder named after the first index it holds (``01000/01000.png`` ...). ``resolution = 128`` as FFHQ's
     thumbnails, so the loader's anti-aliased resize to 64 is exercised too.
+
+    Raises:
+        FileExistsError: the image folder already holds files: not a stand-in (never written over), or a stand-in
+            and ``overwrite`` is false (with ``overwrite=True`` its files are removed first).
+        NotADirectoryError: ``root`` or the image folder is a file.
     """
     if not isinstance(n, int) or n <= 0:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    if Path(root).exists() and not Path(root).is_dir():
+        raise NotADirectoryError(f"{str(root)!r} is a file; stand-ins are written into a folder")
     folder = Path(root) / f"thumbnails{resolution}x{resolution}"
+    existing = sorted(p for p in folder.iterdir() if p.name != STANDIN_MARKER) if folder.is_dir() else []
+    _prepare_folder(folder, existing, {"kind": "images", "n": n, "resolution": resolution, "seed": seed},
+                    overwrite)
     for i in range(n):
         sub = folder / f"{(i // 1000) * 1000:05d}"
         sub.mkdir(parents=True, exist_ok=True)
@@ -303,12 +348,20 @@ def write_ljspeech_standin(
     seconds: float | Sequence[float] = 2.0,
     sample_rate: int = 22050,
     seed: int = 0,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write an LJSpeech-1.1-layout stand-in into ``root`` and return ``root``.
 
     ``root/metadata.csv``: ``id|transcription|normalized`` lines, no header, UTF-8, quotes kept literally (some
     transcriptions carry a quoted word, as LJSpeech's do). ``root/wavs/<id>.wav``: mono 16-bit PCM at
     ``sample_rate``. ``seconds`` is one duration or a ``(min, max)`` range drawn per utterance.
+
+    Raises:
+        FileExistsError: ``root`` already holds ``metadata.csv`` or ``wavs/``: not a stand-in (never written over,
+            e.g. the real LJSpeech-1.1), or a stand-in and ``overwrite`` is false (with ``overwrite=True`` its
+            ``metadata.csv`` and ``wavs/`` are removed first).
+        NotADirectoryError: ``root`` is a file.
     """
     if not isinstance(n_utterances, int) or n_utterances < 2:
         raise ValueError(f"n_utterances must be an int >= 2 (one for each split), got {n_utterances!r}")
@@ -316,7 +369,9 @@ def write_ljspeech_standin(
 
     root = Path(root)
     wavs = root / "wavs"
-    wavs.mkdir(parents=True, exist_ok=True)
+    _prepare_folder(root, [root / "metadata.csv", wavs], {"kind": "ljspeech", "n_utterances": n_utterances,
+                                                          "seed": seed, "sample_rate": sample_rate}, overwrite)
+    wavs.mkdir(exist_ok=True)
     lines = []
     for i, uid in enumerate(_standin_ids(n_utterances)):
         rng = np.random.default_rng([seed, i])

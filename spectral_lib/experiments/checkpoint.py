@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_path",
     "save_checkpoint",
     "load_checkpoint",
+    "load_error_detail",
     "capture_rng_state",
     "restore_rng_state",
 ]
@@ -56,12 +58,27 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's file-creation mask: from ``/proc`` on Linux, else by setting and restoring it (``os.umask`` has
+    no getter; the set-and-restore is not atomic for other threads, hence ``/proc`` first)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsync-ed and renamed onto ``path``.
 
     On any exception the temporary file is removed and ``path`` keeps its previous content (or stays absent). The
-    temporary file lives in the same folder so that :func:`os.replace` is an atomic rename on one file system.
+    temporary file lives in the same folder so that :func:`os.replace` is an atomic rename on one file system, and
+    gets the permissions an ordinary ``open()`` would give (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+    A kill -9 during the write leaves the temporary file (``.<name>.<random>.tmp``); the trainer removes such files
+    when it starts (:func:`spectral_lib.experiments.run_folder.remove_temporary_files`).
 
     Example::
 
@@ -73,6 +90,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    with contextlib.suppress(OSError):  # mkstemp makes it owner-only (0o600); give it what open() would
+        os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -111,6 +130,27 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     return path
 
 
+def load_error_detail(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one phrase, without torch's advice to retry with
+    ``weights_only=False`` (that runs the file's code: the one thing not to do with a file of unknown origin)."""
+    text = str(exc)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return f"it holds pickled objects ({unsafe.group(1)}), not only tensors and plain values"
+    reason = re.search(r"WeightsUnpickler error: ([^\n]+)", text)  # the cause, without the advice around it
+    first = reason.group(1) if reason else (text.strip().splitlines()[0] if text.strip() else "")
+    return type(exc).__name__ + (f": {first[:160]}" if first and "weights_only" not in first else "")
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    detail = load_error_detail(exc)
+    if detail.startswith("it holds pickled objects"):
+        return (f"checkpoint {str(path)!r} cannot be read: {detail}; it was not written by this library, and "
+                "unpickling it would run code: refusing to load it")
+    return (f"checkpoint {str(path)!r} cannot be read ({detail}); it is truncated or corrupt: delete it, or restore "
+            "an older copy, and resume again")
+
+
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device | None = "cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
 
@@ -124,10 +164,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... depending on the damage
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); it is truncated or corrupt: "
-            "delete it, or restore an older copy, and resume again"
-        ) from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(

@@ -16,11 +16,12 @@ cache. On an unfinished run it continues training exactly where the last checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,15 +31,24 @@ import torch
 
 from spectral_lib._checks import check_choice
 from spectral_lib.device import default_device
+from spectral_lib.experiments import run_folder
 from spectral_lib.experiments import train as train_mod
-from spectral_lib.experiments.checkpoint import atomic_path, atomic_write_text, load_checkpoint
+from spectral_lib.experiments.checkpoint import (
+    CheckpointError,
+    atomic_path,
+    atomic_write_text,
+    load_checkpoint,
+    load_error_detail,
+)
 from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
+from spectral_lib.experiments.run_folder import RESULT_FILES
 from spectral_lib.experiments.sources import build_source, split_batch
 
 __all__ = [
     "RunResult",
     "run_experiment",
     "sample_run",
+    "load_run_model",
     "evaluate_run",
     "load_run",
     "compute_metrics",
@@ -49,13 +59,11 @@ __all__ = [
     "SAMPLERS",
     "REFERENCES",
     "CACHE_INSENSITIVE",
+    "RESULT_FILES",
 ]
 
 CACHE_INSENSITIVE = ("device", "log_every", "sample_every", "checkpoint_every", "num_workers")
 """Config keys that do not change a finished run's result: a cached run is reused when only these differ."""
-
-_RUN_FILES = ("config.json", "log.jsonl", "metrics.json", "samples.pt", "checkpoints", "figures")
-
 
 @dataclass
 class RunResult:
@@ -219,16 +227,39 @@ def _write_figures(out_dir: Path, config: ExperimentConfig, samples: torch.Tenso
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {str(path)!r}: {exc}") from exc
 
 
+def _read_config(out_dir: Path) -> ExperimentConfig:
+    """The run's config from ``config.json`` (a clear error for a folder that is no run)."""
+    values = run_folder.read_run_config(out_dir)
+    if values is None:
+        raise FileNotFoundError(f"{str(out_dir)!r} holds no run (no config.json)")
+    return ExperimentConfig.from_dict(values)
+
+
 def _read_log(out_dir: Path) -> list[dict[str, float]]:
+    """The log lines; a damaged line (cut by a crash, edited) is skipped with a warning naming it."""
     path = out_dir / "log.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines, bad = [], []
+    for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+            if not isinstance(line, dict) or "step" not in line:
+                raise ValueError("not a log line")
+            lines.append(line)
+        except ValueError:
+            bad.append(number)
+    if bad:
+        where = f"line {bad[0]}" if len(bad) == 1 else f"lines {', '.join(map(str, bad[:5]))}"
+        warnings.warn(f"{str(path)!r}: skipping the damaged {where}", stacklevel=3)
+    return lines
 
 
 def _save_samples(path: Path, samples: torch.Tensor) -> None:
@@ -237,9 +268,21 @@ def _save_samples(path: Path, samples: torch.Tensor) -> None:
 
 
 def _load_samples(path: Path) -> torch.Tensor:
+    """``samples.pt``, read with ``weights_only=True``; anything but a float tensor of samples is refused, named."""
     if not path.exists():
         raise ValueError(f"{str(path)!r} does not exist: the run has not been sampled yet (see sample_run)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        samples = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds, depending on the damage
+        raise ValueError(f"{str(path)!r} cannot be read as a tensor of samples ({load_error_detail(exc)}); it is "
+                         "damaged or not written by this library: sample the run again (sample_run(..., save=True))"
+                         ) from exc
+    if not isinstance(samples, torch.Tensor):
+        raise ValueError(f"{str(path)!r} holds a {type(samples).__name__}, not a tensor of samples")
+    if not samples.is_floating_point() or samples.dim() not in (3, 4) or samples.shape[0] == 0:
+        raise ValueError(f"{str(path)!r} holds a {samples.dtype} tensor of shape {tuple(samples.shape)}; expected "
+                         "float samples (N, C, H, W) or (N, C, T)")
+    return samples
 
 
 def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
@@ -247,7 +290,7 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
     out_dir = Path(out_dir)
     if not (out_dir / "metrics.json").exists():
         raise ValueError(f"{str(out_dir)!r} holds no finished run (no metrics.json)")
-    config = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
+    config = _read_config(out_dir)
     metrics = _read_json(out_dir / "metrics.json")
     return RunResult(
         samples=_load_samples(out_dir / "samples.pt"), metrics=metrics, config=config, out_dir=out_dir,
@@ -257,6 +300,40 @@ def load_run(out_dir: str | os.PathLike[str]) -> RunResult:
 
 def _differs(saved: ExperimentConfig, config: ExperimentConfig, ignore: tuple[str, ...]) -> dict:
     return {k: v for k, v in saved.diff(config).items() if k not in ignore}
+
+
+def _prepare_out_dir(out_dir: Path, config: ExperimentConfig, *, resume: bool, overwrite: bool) -> RunResult | None:
+    """Decide what happens to ``out_dir`` before training: nothing there (train), a finished run with the same
+    settings (returned as the cache), a run to continue (its stale results removed) or to delete (``overwrite``).
+    Everything is refused before anything is touched; a folder that is not a run is never written over or deleted."""
+    run_folder.check_out_dir(out_dir)
+    present = run_folder.refuse_foreign(out_dir, "delete" if overwrite else "write over")
+    if not present:
+        return None
+    if overwrite:
+        run_folder.remove_entries(out_dir, run_folder.run_entries())
+        return None
+    if not resume:
+        raise FileExistsError(
+            f"{str(out_dir)!r} already holds a run ({', '.join(present)}); pass resume=True to reuse or continue it, "
+            "overwrite=True to start again, or choose another out"
+        )
+    saved_values = run_folder.read_run_config(out_dir)
+    if saved_values is None or not (out_dir / "metrics.json").exists():
+        return None  # an unfinished run: the trainer continues it (and refuses what cannot be continued)
+    saved = ExperimentConfig.from_dict(saved_values)
+    if not _differs(saved, config, CACHE_INSENSITIVE):
+        return load_run(out_dir)
+    # Refuse before touching anything when training could not continue (the trainer would refuse too).
+    train_mod.check_resumable(saved.to_dict(), config, out_dir / "config.json")
+    if config.steps < saved.steps:
+        raise ValueError(
+            f"{str(out_dir)!r} holds a run finished after {saved.steps} steps; resuming it with steps={config.steps} "
+            f"would label its weights and metrics with {config.steps}: resume with steps >= {saved.steps}, or choose "
+            "another out"
+        )
+    run_folder.remove_entries(out_dir, RESULT_FILES)  # they no longer answer this config; computed again
+    return None
 
 
 def run_experiment(
@@ -306,25 +383,9 @@ def run_experiment(
         changes["seed"] = seed
     config = get_profile(experiment, profile).replace(**changes)
     out_dir = Path(out) if out is not None else default_run_dir(config)
-
-    existing = [name for name in _RUN_FILES if (out_dir / name).exists()]
-    if existing and overwrite:
-        for name in existing:
-            target = out_dir / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-    elif existing and not resume:
-        raise FileExistsError(
-            f"{str(out_dir)!r} already holds a run ({', '.join(existing)}); pass resume=True to reuse or continue it, "
-            "overwrite=True to start again, or choose another out"
-        )
-    if resume and (out_dir / "metrics.json").exists() and (out_dir / "config.json").exists():
-        saved = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
-        if not _differs(saved, config, CACHE_INSENSITIVE):
-            return load_run(out_dir)
-        # Refuse before touching anything when training could not continue (the trainer would refuse too).
-        train_mod.check_resumable(saved.to_dict(), config, out_dir / "config.json")
-        (out_dir / "metrics.json").unlink()  # the stored result no longer answers this config; compute it again
-
+    cached = _prepare_out_dir(out_dir, config, resume=resume, overwrite=overwrite)
+    if cached is not None:
+        return cached
     trained = train_mod.train(config, out_dir, resume=resume, progress=progress)
     if not trained.dist.is_main:
         return RunResult(samples=None, metrics={}, config=config, out_dir=out_dir, wall_time=trained.wall_time)
@@ -362,6 +423,77 @@ def _finish(
                      wall_time=metrics["wall_time_s"], cached=False, history=history)
 
 
+def load_run_model(
+    out_dir: str | os.PathLike[str],
+    *,
+    ema: bool = True,
+    trust_pickle: bool = False,
+    edm_repo: str | os.PathLike[str] | None = None,
+) -> tuple[torch.nn.Module, Any, ExperimentConfig, dict]:
+    """A run folder's network with its trained weights: ``(model, formulation, config, checkpoint state)``.
+
+    The weights come from ``checkpoints/last.pt`` (``torch.load(weights_only=True)``: no code runs). A run fine-tuned
+    from an EDM network pickle needs that pickle again for the network's code, and unpickling runs whatever the file
+    holds: it is loaded only with ``trust_pickle=True``, and the ``edm_repo`` folder named in the run's
+    ``config.json`` is never put on ``sys.path`` (pass ``edm_repo`` here, or make NVIDIA's code importable
+    yourself). A DiffWave run's ``pretrained`` weights are not read again (the checkpoint replaces them).
+
+    Raises:
+        UntrustedPickleError: an EDM run without ``trust_pickle=True`` (the message names the pickle).
+        CheckpointError: the checkpoint is missing, damaged, or does not fit the network.
+    """
+    out_dir = Path(out_dir)
+    config = _read_config(out_dir)
+    model_options = dict(config.model)
+    if model_options.get("name") == "edm_pretrained":
+        if not trust_pickle:
+            raise train_mod.UntrustedPickleError(_untrusted_message(out_dir, model_options))
+        model_options.pop("edm_repo", None)
+        if edm_repo is not None:
+            model_options["edm_repo"] = str(edm_repo)
+    if model_options.get("name") == "diffwave":
+        model_options.pop("pretrained", None)  # same architecture; the checkpoint holds the weights
+    state = load_checkpoint(train_mod.checkpoint_path(out_dir))
+    key = "ema" if ema else "model"
+    ckpt = train_mod.checkpoint_path(out_dir)
+    if key not in state or "sample_shape" not in state:
+        missing = [k for k in (key, "sample_shape") if k not in state]
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} lacks {', '.join(map(repr, missing))}")
+    _check_sample_shape(state["sample_shape"], ckpt)
+    model = train_mod.build_model(dataclasses.replace(config, model=model_options), trust_pickle=trust_pickle)
+    try:
+        model.load_state_dict(state[key])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit the network of its config.json: "
+                              f"{str(exc).strip().splitlines()[0]}") from exc
+    return model, train_mod.build_formulation(config), config, state
+
+
+def _untrusted_message(out_dir: Path, options: Mapping[str, Any]) -> str:
+    message = (
+        f"the run folder {str(out_dir)!r} was fine-tuned from the EDM network pickle {options.get('network')!r} "
+        "(named in its config.json); rebuilding the network unpickles that file, and unpickling runs any code it "
+        "holds. Pass trust_pickle=True (CLI: --trust-pickle) only if you trust that file"
+    )
+    if options.get("edm_repo"):
+        message += (f". Its config.json also names edm_repo {options['edm_repo']!r}: a folder named in a data file is "
+                    "never put on sys.path; pass edm_repo=... (CLI: --edm-repo) yourself if you trust it")
+    return message
+
+
+_MAX_SAMPLE_ELEMENTS = 1 << 28
+"""The largest sample (elements of one item) a checkpoint may claim: 2^28 floats is 1 GiB; real ones are < 2^20."""
+
+
+def _check_sample_shape(shape: Any, ckpt: Path) -> None:
+    ok = (isinstance(shape, (list, tuple)) and len(shape) in (2, 3)
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+          and math.prod(shape) <= _MAX_SAMPLE_ELEMENTS)
+    if not ok:
+        raise CheckpointError(f"checkpoint {str(ckpt)!r} has an implausible sample_shape {shape!r}; expected "
+                              "[C, H, W] or [C, T] of positive sizes")
+
+
 def sample_run(
     out_dir: str | os.PathLike[str],
     n: int | None = None,
@@ -372,6 +504,8 @@ def sample_run(
     ema: bool = True,
     progress: bool = False,
     save: bool = False,
+    trust_pickle: bool = False,
+    edm_repo: str | os.PathLike[str] | None = None,
 ) -> torch.Tensor:
     """Draw ``n`` samples (default ``config.n_samples``) from a run folder's checkpoint.
 
@@ -382,16 +516,14 @@ def sample_run(
         device: default ``default_device(config.device)``.
         ema: use the EMA weights (default, as the run does) or the raw trained weights.
         save: also write them to ``samples.pt`` (atomically).
+        trust_pickle, edm_repo: for a run fine-tuned from an EDM pickle, see :func:`load_run_model`.
 
     Returns:
         ``(n, C, H, W)`` or ``(n, C, T)`` float32 samples in ``[-1, 1]`` on the CPU.
     """
     out_dir = Path(out_dir)
-    config = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
-    state = load_checkpoint(train_mod.checkpoint_path(out_dir))
-    model = train_mod.build_model(config)
-    model.load_state_dict(state["ema"] if ema else state["model"])
-    formulation = train_mod.build_formulation(config)
+    model, formulation, config, state = load_run_model(out_dir, ema=ema, trust_pickle=trust_pickle,
+                                                       edm_repo=edm_repo)
     dev = default_device(device if device is not None else config.device)
     samples = _draw(
         model, formulation, config, tuple(state["sample_shape"]), n=int(n or config.n_samples),
@@ -406,7 +538,7 @@ def sample_run(
 def evaluate_run(out_dir: str | os.PathLike[str], *, write: bool = True) -> dict[str, float]:
     """Recompute the metrics of a run folder's ``samples.pt`` (and the figures); update ``metrics.json``."""
     out_dir = Path(out_dir)
-    config = ExperimentConfig.from_dict(_read_json(out_dir / "config.json"))
+    config = _read_config(out_dir)
     samples = _load_samples(out_dir / "samples.pt")
     data = reference_data(config, len(samples))
     metrics = compute_metrics(config, samples, data)

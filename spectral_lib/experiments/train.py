@@ -37,7 +37,9 @@ import torch
 from torch import nn
 
 from spectral_lib.device import default_device
+from spectral_lib.experiments import run_folder
 from spectral_lib.experiments.checkpoint import (
+    CheckpointError,
     atomic_write_text,
     capture_rng_state,
     load_checkpoint,
@@ -45,6 +47,7 @@ from spectral_lib.experiments.checkpoint import (
     save_checkpoint,
 )
 from spectral_lib.experiments.profiles import ExperimentConfig
+from spectral_lib.experiments.run_folder import checkpoint_path
 from spectral_lib.experiments.sources import build_source, sample_shape, split_batch
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "checkpoint_path",
     "check_resumable",
     "RESUMABLE_CHANGES",
+    "UntrustedPickleError",
 ]
 
 RESUMABLE_CHANGES = (
@@ -73,11 +77,6 @@ RESUMABLE_CHANGES = (
     "sample_kwargs", "sample_batch_size", "grid_samples", "num_workers",
 )
 """Config keys that may differ between a checkpoint and the run resuming it (they do not change past steps)."""
-
-
-def checkpoint_path(out_dir: str | os.PathLike[str]) -> Path:
-    """Where a run keeps its checkpoint: ``out_dir/checkpoints/last.pt``."""
-    return Path(out_dir) / "checkpoints" / "last.pt"
 
 
 # ------------------------------------------------------------------------------------------------ components
@@ -94,7 +93,11 @@ class Components:
     loss_fn: Callable[..., Any]
 
 
-def build_model(config: ExperimentConfig) -> nn.Module:
+class UntrustedPickleError(ValueError):
+    """Building the network would unpickle a file (code) that the caller did not say they trust."""
+
+
+def build_model(config: ExperimentConfig, *, trust_pickle: bool = False) -> nn.Module:
     """The network named by ``config.model = {"name": ..., "preset": ..., **overrides}``.
 
     ``"unet2d"``: ``UNet2D(unet2d_preset(preset, in_channels=config.data["channels"], **overrides))``;
@@ -105,8 +108,19 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     "dropout": ...}`` (:func:`spectral_lib.models.edm_pretrained.pretrained_edm`; needs ``formulation="edm"``).
     ``"in_channels"`` in ``config.model`` overrides ``config.data["channels"]`` (image folders are RGB and take no
     ``channels`` option).
+
+    ``trust_pickle``: an ``"edm_pretrained"`` network is a pickle, and unpickling runs the code it holds (and
+    ``edm_repo`` goes first on ``sys.path``); that happens only when the caller passes ``trust_pickle=True``, never
+    because a config (e.g. a run folder's ``config.json``) says so. The trainer passes it: its config comes from the
+    caller's code or command line.
+
+    Raises:
+        UntrustedPickleError: an ``"edm_pretrained"`` model without ``trust_pickle=True``.
     """
     options = dict(config.model)
+    if "trust_pickle" in options:
+        raise ValueError("trust_pickle is not a config option: a config cannot vouch for a pickle; the caller passes "
+                         "trust_pickle=True")
     name = options.pop("name", "unet2d")
     preset = options.pop("preset", None)
     channels = int(options.pop("in_channels", config.data.get("channels", 1)))
@@ -127,6 +141,11 @@ def build_model(config: ExperimentConfig) -> nn.Module:
     if name == "edm_pretrained":
         from spectral_lib.models.edm_pretrained import check_edm_formulation, pretrained_edm
 
+        if not trust_pickle:
+            raise UntrustedPickleError(
+                f"config.model names the EDM network pickle {options.get('network')!r}; unpickling runs any code it "
+                "holds, so it is loaded only when the caller passes trust_pickle=True (for a file you trust)"
+            )
         network = pretrained_edm(**options)
         check_edm_formulation(network, config.formulation, config.formulation_kwargs)
         return network
@@ -159,7 +178,7 @@ def build_components(config: ExperimentConfig, *, rank: int = 0, world_size: int
     )
     return Components(
         source=source,
-        model=build_model(config),
+        model=build_model(config, trust_pickle=True),  # the caller's config (code, command line), not a data file
         formulation=build_formulation(config),
         regularizer=build_regularizer(config),
         loss_fn=diffusion_loss,
@@ -314,11 +333,16 @@ def check_resumable(saved: Mapping[str, Any], config: ExperimentConfig, path: Pa
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Keep the log lines of steps ``<= step`` (lines written after the last checkpoint are replayed)."""
-    if not path.exists():
+    """Keep the log lines of steps ``<= step`` (lines written after the last checkpoint are replayed). The file is
+    replaced (atomically), so a ``log.jsonl`` that is a link, even a dangling one, is never appended through."""
+    if not path.exists() and not path.is_symlink():
         return
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
     kept = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line)
@@ -416,6 +440,10 @@ def training_step(
     """
     device = next(model.parameters()).device
     x0 = x0.to(device, non_blocking=True)
+    for key, value in (cond or {}).items():  # x0 is checked by the loss; conditioning reaches the network unchecked
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"cond[{key!r}] of this batch holds {int((~torch.isfinite(value)).sum())} NaN or "
+                             "infinite value(s); the model would learn from NaN (check the data it comes from)")
     extra = {} if cond is None else {"cond": {k: v.to(device, non_blocking=True) for k, v in cond.items()}}
     model.train()
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -433,6 +461,301 @@ def training_step(
     return out, grad_norm
 
 
+# ------------------------------------------------------------------------------------------------ one session
+
+
+@dataclass
+class _Session:
+    """Everything one call of :func:`train` works with, built by :func:`_set_up` and used by every step."""
+
+    config: ExperimentConfig
+    out_dir: Path
+    info: DistInfo
+    device: torch.device
+    parts: Components
+    model: nn.Module
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    generators: dict[str, torch.Generator]
+    net: nn.Module | None = None  # what the loss calls: the model or its DistributedDataParallel wrapper
+    shape: tuple[int, ...] = ()
+    start_step: int = 0
+    elapsed_before: float = 0.0  # seconds of training in earlier sessions
+    saved_step: int | None = None  # the step of the checkpoint on disk (always finite weights), if any
+
+    @property
+    def ckpt(self) -> Path:
+        return checkpoint_path(self.out_dir)
+
+    def elapsed(self, t_start: float) -> float:
+        return self.elapsed_before + time.perf_counter() - t_start
+
+
+def _check_run_folder(out_dir: Path, config: ExperimentConfig, resume: bool) -> None:
+    """The refusals made before anything is written (by every rank, before they meet, so that they agree): a file
+    as ``out_dir``, files that are not a run, an existing run without ``resume``, another run's ``config.json``
+    (without a checkpoint) with ``resume``."""
+    run_folder.check_out_dir(out_dir)
+    saved = run_folder.read_run_config(out_dir)  # raises on a config.json that is not a run's
+    ckpt = checkpoint_path(out_dir)
+    run_folder.refuse_foreign(out_dir)
+    if not resume and ckpt.exists():
+        raise FileExistsError(
+            f"{str(ckpt)!r} exists: pass resume=True (--resume) to continue that run, or choose another out_dir"
+        )
+    if not resume and saved is not None:
+        raise FileExistsError(f"{str(out_dir / 'config.json')!r} holds a run: pass resume=True (--resume) to "
+                              "continue it, or choose another out_dir")
+    if resume and saved is not None and not ckpt.exists():
+        check_resumable(saved, config, out_dir / "config.json")
+
+
+def _seed_streams(config: ExperimentConfig, rank: int, device: torch.device) -> dict[str, torch.Generator]:
+    """Seed this rank's global torch, NumPy and Python generators; return its data and noise generators."""
+    import random
+
+    torch.manual_seed(stream_seed(config.seed, "torch", rank))
+    np.random.seed(stream_seed(config.seed, "numpy", rank) % 2**32)
+    random.seed(stream_seed(config.seed, "python", rank))
+    return {
+        "data": torch.Generator().manual_seed(stream_seed(config.seed, "data", rank)),
+        "noise": torch.Generator(device=device).manual_seed(stream_seed(config.seed, "noise", rank)),
+    }
+
+
+def _set_up(config: ExperimentConfig, out_dir: Path) -> _Session:
+    """Join the process group, build every part (identical initial weights on every rank), the EMA, AdamW and the
+    gradient scaler, and seed this rank's own streams."""
+    info, device = setup_distributed(config.device)
+    torch.manual_seed(config.seed)
+    parts = build_components(config, rank=info.rank, world_size=info.world_size)
+    model = parts.model.to(device)
+    if parts.regularizer is not None:
+        parts.regularizer = parts.regularizer.to(device)
+    amp_dtype = _amp_dtype(config, device)
+    return _Session(
+        config=config, out_dir=out_dir, info=info, device=device, parts=parts, model=model,
+        ema=EMA(model, config.ema_decay),
+        optimizer=torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16), amp_dtype=amp_dtype,
+        generators=_seed_streams(config, info.rank, device),
+    )
+
+
+_CHECKPOINT_KEYS = ("step", "elapsed_s", "config", "model", "ema", "optimizer", "per_rank")
+
+
+def _resume(s: _Session) -> None:
+    """Restore weights, EMA, optimizer, scaler and this rank's streams from the checkpoint (if there is one)."""
+    state = load_checkpoint(s.ckpt, map_location="cpu")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+    if missing or not isinstance(state["config"], Mapping) or not isinstance(state["per_rank"], list):
+        raise CheckpointError(f"checkpoint {str(s.ckpt)!r} lacks {', '.join(map(repr, missing)) or 'a valid config'}"
+                              ": it was not written by this trainer")
+    check_resumable(state["config"], s.config, s.ckpt)
+    step = int(state["step"])
+    if step > s.config.steps:
+        raise ValueError(
+            f"cannot resume from {str(s.ckpt)!r}: it is at step {step}, beyond steps={s.config.steps}; a run "
+            f"cannot be shortened (its weights, log and metrics are those of step {step}): resume with steps >= "
+            f"{step}, or choose another out_dir"
+        )
+    try:
+        s.model.load_state_dict(state["model"])
+        s.ema.load_state_dict(state["ema"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            s.scaler.load_state_dict(state["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {str(s.ckpt)!r} does not fit the network of this config: "
+                              f"{str(exc).strip().splitlines()[0]}") from exc
+    s.start_step, s.elapsed_before, s.saved_step = step, float(state["elapsed_s"]), step
+    _restore_streams(s, state["per_rank"])
+
+
+def _restore_streams(s: _Session, per_rank: list[Any]) -> None:
+    """This rank's data and noise streams from the checkpoint, or fresh seeds when the number of ranks changed."""
+    rank, world = s.info.rank, s.info.world_size
+    if len(per_rank) == world:
+        try:
+            restore_rng_state(per_rank[rank]["rng"], s.generators)
+            if per_rank[rank].get("data") is not None and hasattr(s.parts.source, "load_state_dict"):
+                s.parts.source.load_state_dict(per_rank[rank]["data"])
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint {str(s.ckpt)!r} holds damaged random states for rank {rank} "
+                                  f"({type(exc).__name__}: {exc}); it cannot be resumed exactly") from exc
+        return
+    warnings.warn(
+        f"{str(s.ckpt)!r} was written by {len(per_rank)} process(es), this run has {world}: weights and "
+        "optimizer are restored, the data and noise streams restart from new seeds (not an exact resume)",
+        stacklevel=3,
+    )
+    for name, g in s.generators.items():
+        g.manual_seed(stream_seed(s.config.seed + s.start_step, name, rank))
+
+
+def _prepare_folder(s: _Session) -> None:
+    """Rank 0: remove what crashed writes left, keep the log lines up to the checkpoint's step (those after it are
+    replayed; none when there is no checkpoint), write ``config.json``, create ``figures/``."""
+    if not s.info.is_main:
+        return
+    run_folder.remove_temporary_files(s.out_dir)
+    _truncate_log(s.out_dir / "log.jsonl", s.start_step)
+    atomic_write_text(s.out_dir / "config.json", json.dumps(s.config.to_dict(), indent=2) + "\n")
+    (s.out_dir / "figures").mkdir(parents=True, exist_ok=True)
+
+
+def _start(s: _Session, resume: bool) -> None:
+    """After the set-up: wait for every rank's checks, resume, prepare the folder, wrap the model for DDP."""
+    if s.info.enabled:  # every rank has made its checks before rank 0 writes (a process group that the caller
+        import torch.distributed as dist  # made has had no start barrier)
+
+        dist.barrier()
+    if resume and s.ckpt.exists():
+        _resume(s)
+    _prepare_folder(s)
+    s.net = s.model
+    if s.info.enabled:
+        s.net = nn.parallel.DistributedDataParallel(
+            s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    s.shape = sample_shape(s.parts.source)
+
+
+# ------------------------------------------------------------------------------------------------ steps
+
+
+def _optimizer_step(s: _Session, step: int) -> tuple[Any, torch.Tensor, float]:
+    """Step ``step`` (0-based): learning rate, a batch, :func:`training_step`, EMA. Returns ``(out, grad_norm, lr)``."""
+    c = s.config
+    lr = c.lr * lr_factor(step, c)
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    x0, cond = split_batch(s.parts.source.sample(c.batch_size, s.generators["data"]))
+    out, grad_norm = training_step(
+        s.net, s.model, s.parts.loss_fn, s.parts.formulation, x0, s.optimizer, s.scaler,
+        regularizer=s.parts.regularizer, lambda_spec=c.lambda_spec, spectral_weighting=c.spectral_weighting,
+        grad_clip=c.grad_clip, generator=s.generators["noise"], amp_dtype=s.amp_dtype, cond=cond,
+    )
+    s.ema.update(s.model, step + 1)
+    return out, grad_norm, lr
+
+
+class _LossMeter:
+    """Running sums of the loss parts between two log lines (tensors: no device sync until a line is written)."""
+
+    def __init__(self, t_start: float) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count, self.t_window = 0, t_start
+
+    def add(self, out: Any, grad_norm: torch.Tensor) -> None:
+        values = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
+        values["grad_norm"] = grad_norm.detach()
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.float()
+        self.count += 1
+
+    def loss(self) -> float | None:
+        """The summed loss since the last line (``None`` when nothing was added)."""
+        return float(self.sums["loss"]) if "loss" in self.sums else None
+
+    def line(self, done: int, lr: float, elapsed: float) -> dict[str, float]:
+        """The averages since the last line as a log line, and a new window."""
+        now = time.perf_counter()
+        line = {"step": done, **{k: (v / self.count).item() for k, v in self.sums.items()}}
+        line.update(lr=lr, steps_per_s=self.count / max(now - self.t_window, 1e-9), elapsed_s=elapsed)
+        self.sums, self.count, self.t_window = {}, 0, now
+        return line
+
+
+def _all_finite(module: nn.Module) -> bool:
+    flags = [torch.isfinite(p).all() for p in module.parameters() if p.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _check_finite(s: _Session, done: int, loss: float | None, *, weights: bool) -> None:
+    """Stop with a ``FloatingPointError`` before anything is logged or saved when the loss (not under fp16, whose
+    scaler skips such steps) or, when ``weights``, the weights or their EMA are no longer finite. Every rank takes
+    the same decision (one all-reduce), so that none waits for a save that will not come."""
+    bad_loss = loss is not None and not math.isfinite(loss) and s.amp_dtype != torch.float16
+    bad = bad_loss or (weights and not (_all_finite(s.model) and _all_finite(s.ema.module)))
+    if s.info.enabled:
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(bad)], device=s.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        bad = bool(flag.item())
+    if not bad:
+        return
+    what = (f"the loss became {loss} at step {done}" if bad_loss
+            else f"the weights became NaN or infinite at step {done}")
+    kept = (f"the last good checkpoint {str(s.ckpt)!r} (step {s.saved_step}) is kept" if s.saved_step is not None
+            else "no checkpoint was written")
+    raise FloatingPointError(f"training diverged: {what}; lower lr or lambda_spec; {kept}")
+
+
+def _log(s: _Session, meter: _LossMeter, done: int, lr: float, t_start: float, bar: Any) -> dict[str, float]:
+    """Check the loss, then write a log line (rank 0) and show it on the progress bar."""
+    _check_finite(s, done, meter.loss(), weights=False)
+    line = meter.line(done, lr, s.elapsed(t_start))
+    if s.info.is_main:
+        with open(s.out_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        bar.set_postfix({k: f"{v:.4g}" for k, v in line.items()
+                         if k not in ("step", "elapsed_s", "steps_per_s", "lr")}, refresh=False)
+    return line
+
+
+def _save(s: _Session, meter: _LossMeter, done: int, t_start: float) -> None:
+    """Check the loss since the last log line and the weights, then write the checkpoint atomically (rank 0)
+    with every rank's random streams; a diverged run never replaces a good checkpoint."""
+    import torch.distributed as dist
+
+    _check_finite(s, done, meter.loss(), weights=True)
+    mine = {"rng": capture_rng_state(s.generators), "data": getattr(s.parts.source, "state_dict", lambda: None)()}
+    gathered: list[Any] = [mine]
+    if s.info.enabled:
+        gathered = [None] * s.info.world_size
+        dist.all_gather_object(gathered, mine)
+    if s.info.is_main:
+        save_checkpoint(s.ckpt, {
+            "step": done,
+            "elapsed_s": s.elapsed(t_start),
+            "config": s.config.to_dict(),
+            "model": s.model.state_dict(),
+            "ema": s.ema.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "scaler": s.scaler.state_dict() if s.scaler.is_enabled() else {},
+            "sample_shape": list(s.shape),
+            "per_rank": gathered,
+        })
+    s.saved_step = done
+
+
+def _every(n: int | None, done: int, last: int) -> bool:
+    """A periodic event after step ``done``: every ``n`` steps (never for 0/None), and at the last step."""
+    return bool(n and done % n == 0) or done == last
+
+
+def _after_step(s: _Session, meter: _LossMeter, done: int, lr: float, t_start: float, bar: Any) -> dict | None:
+    """What follows an optimizer step: the log line, the sample figure, the checkpoint (in that order)."""
+    c = s.config
+    line = _log(s, meter, done, lr, t_start, bar) if _every(c.log_every, done, c.steps) else None
+    if s.info.is_main and c.sample_every and done % c.sample_every == 0:
+        _save_sample_figure(s.ema.module, s.parts.formulation, s.shape, c, s.device,
+                            s.out_dir / "figures" / f"samples_step{done:06d}.png",
+                            f"EMA samples after {done} steps ({c.formulation}, {c.regularizer})")
+    if _every(c.checkpoint_every, done, c.steps):
+        _save(s, meter, done, t_start)
+    return line
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
 def train(
     config: ExperimentConfig,
     out_dir: str | os.PathLike[str],
@@ -447,7 +770,7 @@ def train(
         config: the run's configuration (see :mod:`spectral_lib.experiments.profiles`).
         out_dir: the run folder; created if needed.
         resume: continue from ``out_dir/checkpoints/last.pt`` if it exists (exactly, on the CPU). Without it an
-            existing checkpoint is an error, so that a finished run is never overwritten by mistake.
+            existing run is an error, so that a finished run is never overwritten by mistake.
         progress: show a ``tqdm`` bar with the loss parts (rank 0 only).
         callback: called with a :class:`TrainState` after every step (after logging and checkpointing).
 
@@ -455,170 +778,57 @@ def train(
         :class:`TrainResult` with the trained model, its EMA copy and the log of this session.
 
     Seeds the global torch, NumPy and Python generators of the calling process (``config.seed``, then each rank's
-    own streams), as any reproducible training must.
+    own streams), as any reproducible training must. Before every checkpoint the loss and the weights are checked:
+    a diverging run stops without replacing the last good checkpoint.
 
     Raises:
-        FileExistsError: a checkpoint exists and ``resume`` is false.
-        ValueError: resuming with a config that differs in more than :data:`RESUMABLE_CHANGES`.
-        FloatingPointError: the loss became NaN or infinite (not raised with fp16, whose scaler skips such steps).
+        FileExistsError: a run exists and ``resume`` is false, or ``out_dir`` holds run files but is not a run.
+        NotADirectoryError: ``out_dir`` is a file.
+        ValueError: resuming with a config that differs in more than :data:`RESUMABLE_CHANGES`, with fewer
+            ``steps`` than the checkpoint has done, or a ``config.json`` that is not a run's (never replaced).
+        CheckpointError: the checkpoint is damaged or does not fit the network.
+        FloatingPointError: the loss (not with fp16, whose scaler skips such steps) or the weights became NaN or
+            infinite; the message names the last good checkpoint, which is kept.
     """
-    import torch.distributed as dist
     from tqdm import tqdm
 
     if not isinstance(config, ExperimentConfig):
         raise ValueError(f"config must be an ExperimentConfig, got {type(config).__name__}")
     out_dir = Path(out_dir)
-    ckpt = checkpoint_path(out_dir)
-    if ckpt.exists() and not resume:
-        raise FileExistsError(
-            f"{str(ckpt)!r} exists: pass resume=True (--resume) to continue that run, or choose another out_dir"
-        )
-    info, device = setup_distributed(config.device)
-    rank, world = info.rank, info.world_size
-
-    # Identical initial weights on every rank, then independent streams per rank.
-    torch.manual_seed(config.seed)
-    parts = build_components(config, rank=rank, world_size=world)
-    source, formulation, regularizer = parts.source, parts.formulation, parts.regularizer
-    model = parts.model.to(device)
-    if regularizer is not None:
-        regularizer = regularizer.to(device)
-    ema = EMA(model, config.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    amp_dtype = _amp_dtype(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    torch.manual_seed(stream_seed(config.seed, "torch", rank))
-    np.random.seed(stream_seed(config.seed, "numpy", rank) % 2**32)
-    import random
-
-    random.seed(stream_seed(config.seed, "python", rank))
-    generators = {
-        "data": torch.Generator().manual_seed(stream_seed(config.seed, "data", rank)),
-        "noise": torch.Generator(device=device).manual_seed(stream_seed(config.seed, "noise", rank)),
-    }
-
-    start_step, elapsed_before = 0, 0.0
-    if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, map_location="cpu")
-        check_resumable(state["config"], config, ckpt)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
-        per_rank = state["per_rank"]
-        if len(per_rank) == world:
-            restore_rng_state(per_rank[rank]["rng"], generators)
-            if per_rank[rank].get("data") is not None and hasattr(source, "load_state_dict"):
-                source.load_state_dict(per_rank[rank]["data"])
-        else:
-            warnings.warn(
-                f"{str(ckpt)!r} was written by {len(per_rank)} process(es), this run has {world}: weights and "
-                "optimizer are restored, the data and noise streams restart from new seeds (not an exact resume)",
-                stacklevel=2,
-            )
-            for name, g in generators.items():
-                g.manual_seed(stream_seed(config.seed + start_step, name, rank))
-        if info.is_main:
-            _truncate_log(out_dir / "log.jsonl", start_step)
-
-    if info.is_main:
-        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-
-    net: nn.Module = model
-    if info.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    shape = sample_shape(source)
-
-    def save(step: int, elapsed: float) -> None:
-        mine = {"rng": capture_rng_state(generators), "data": getattr(source, "state_dict", lambda: None)()}
-        if info.enabled:
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, mine)
-        else:
-            gathered = [mine]
-        if info.is_main:
-            save_checkpoint(ckpt, {
-                "step": step,
-                "elapsed_s": elapsed,
-                "config": config.to_dict(),
-                "model": model.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                "sample_shape": list(shape),
-                "per_rank": gathered,
-            })
-
+    _check_run_folder(out_dir, config, resume)
+    s = _set_up(config, out_dir)
+    _start(s, resume)
     history: list[dict[str, float]] = []
-    bar = tqdm(
-        total=config.steps, initial=min(start_step, config.steps), disable=not (progress and info.is_main),
-        desc=f"{config.experiment}/{config.profile} {config.formulation}+{config.regularizer}", dynamic_ncols=True,
-        mininterval=0.5,
-    )
+    bar = tqdm(total=config.steps, initial=min(s.start_step, config.steps), dynamic_ncols=True, mininterval=0.5,
+               disable=not (progress and s.info.is_main),
+               desc=f"{config.experiment}/{config.profile} {config.formulation}+{config.regularizer}")
     t_start = time.perf_counter()
-    sums: dict[str, torch.Tensor] = {}
-    count, t_window = 0, t_start
-    log_file = out_dir / "log.jsonl"
+    meter = _LossMeter(t_start)
     try:
-        for step in range(start_step, config.steps):
-            lr = config.lr * lr_factor(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x0, cond = split_batch(source.sample(config.batch_size, generators["data"]))
-            out, grad_norm = training_step(
-                net, model, parts.loss_fn, formulation, x0, optimizer, scaler, regularizer=regularizer,
-                lambda_spec=config.lambda_spec, spectral_weighting=config.spectral_weighting,
-                grad_clip=config.grad_clip, generator=generators["noise"], amp_dtype=amp_dtype, cond=cond,
-            )
-            ema.update(model, step + 1)
-            done = step + 1
-
-            values = {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}
-            values["grad_norm"] = grad_norm.detach()
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v.float()
-            count += 1
-
-            line = None
-            if (config.log_every and done % config.log_every == 0) or done == config.steps:
-                now = time.perf_counter()
-                line = {"step": done, **{k: (v / count).item() for k, v in sums.items()}}
-                line.update(lr=lr, steps_per_s=count / max(now - t_window, 1e-9),
-                            elapsed_s=elapsed_before + now - t_start)
-                sums, count, t_window = {}, 0, now
-                if not math.isfinite(line["loss"]) and amp_dtype != torch.float16:
-                    raise FloatingPointError(
-                        f"the loss became {line['loss']} at step {done}; lower lr or lambda_spec "
-                        f"(last checkpoint: {str(ckpt)!r})"
-                    )
+        for step in range(s.start_step, config.steps):
+            out, grad_norm, lr = _optimizer_step(s, step)
+            meter.add(out, grad_norm)
+            line = _after_step(s, meter, step + 1, lr, t_start, bar)
+            if line is not None:
                 history.append(line)
-                if info.is_main:
-                    with open(log_file, "a") as f:
-                        f.write(json.dumps(line) + "\n")
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in line.items()
-                                     if k not in ("step", "elapsed_s", "steps_per_s", "lr")}, refresh=False)
-            if info.is_main and config.sample_every and done % config.sample_every == 0:
-                _save_sample_figure(
-                    ema.module, formulation, shape, config, device,
-                    out_dir / "figures" / f"samples_step{done:06d}.png",
-                    f"EMA samples after {done} steps ({config.formulation}, {config.regularizer})",
-                )
-            if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps:
-                save(done, elapsed_before + time.perf_counter() - t_start)
             bar.update(1)
             if callback is not None:
-                callback(TrainState(done, model, ema.module, optimizer, info, line))
+                callback(TrainState(step + 1, s.model, s.ema.module, s.optimizer, s.info, line))
     finally:
         bar.close()
-    wall = elapsed_before + time.perf_counter() - t_start
-    if info.created_group:
+    return _finish(s, t_start, history)
+
+
+def _finish(s: _Session, t_start: float, history: list[dict[str, float]]) -> TrainResult:
+    """Leave the process group if this call joined it, and gather the result."""
+    wall = s.elapsed(t_start)
+    if s.info.created_group:
+        import torch.distributed as dist
+
         dist.barrier()
         dist.destroy_process_group()
     return TrainResult(
-        model=model, ema_model=ema.module, formulation=formulation, source=source, config=config,
-        out_dir=out_dir, step=max(start_step, config.steps), wall_time=wall, history=history, dist=info,
+        model=s.model, ema_model=s.ema.module, formulation=s.parts.formulation, source=s.parts.source,
+        config=s.config, out_dir=s.out_dir, step=max(s.start_step, s.config.steps), wall_time=wall,
+        history=history, dist=s.info,
     )

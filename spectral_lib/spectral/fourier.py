@@ -440,7 +440,8 @@ def fourier_amplitude_loss(
             eps to tune, ``~ log A`` for large ``A``). Default ``False`` (the paper compares raw amplitudes).
         frequency_weighting: ``None`` (default, every bin counts the same, as in the paper) or ``"radial"``:
             ``w(w) = |f(w)| / max |f|``, the radial frequency in cycles/sample normalised to 1 at the highest
-            frequency on the grid (0 at DC, which is left to the pointwise loss; 1 at the Nyquist corner).
+            frequency on the grid (0 at DC, which is left to the pointwise loss; 1 at the Nyquist corner). A
+            one-element signal has only DC: its radially weighted loss is 0.
         reduction: ``"mean"`` (default) or ``"sum"`` over the batch, or ``"none"`` for shape ``(B,)``.
 
     Returns:
@@ -459,7 +460,7 @@ def fourier_amplitude_loss(
         per_bin = _distance(a_hat - a, distance)
         if frequency_weighting == "radial":
             radius = radial_frequency(signal_shape, device=pred.device, dtype=pred.dtype)
-            per_bin = per_bin * (radius / radius.max())
+            per_bin = per_bin * (radius / radius.max().clamp_min(torch.finfo(radius.dtype).tiny))  # 1 bin: 0, not 0/0
         per_sample = _spectral_mean(per_bin, signal_shape)
     return reduce_batch(per_sample, reduction)
 
