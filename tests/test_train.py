@@ -98,6 +98,26 @@ def test_train_writes_log_config_and_checkpoint(tiny, tmp_path):
     assert 0 < max(diffs) < 1.0
 
 
+def test_every_step_takes_its_thread_share_and_hands_it_back(tiny, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_mod, "adapt_threads", lambda: calls.append("adapt") or 1)
+    monkeypatch.setattr(train_mod, "release_threads", lambda: calls.append("release"))
+    train(tiny(), tmp_path, progress=False)
+    assert calls == ["adapt"] * 8 + ["release"]
+
+
+def test_a_failing_run_still_hands_its_threads_back(tiny, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_mod, "release_threads", lambda: calls.append("release"))
+
+    def stop(state):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), tmp_path, progress=False, callback=stop)
+    assert calls == ["release"]
+
+
 def test_baseline_logs_zero_spectral_term(tiny, tmp_path):
     result = train(tiny(steps=2, log_every=1), tmp_path, progress=False)
     assert [line["spectral"] for line in result.history] == [0.0, 0.0]

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from spectral_lib._checks import check_choice
-from spectral_lib.device import default_device
+from spectral_lib.device import adapt_threads, default_device
 from spectral_lib.experiments import run_folder
 from spectral_lib.experiments import train as train_mod
 from spectral_lib.experiments.checkpoint import (
@@ -121,6 +121,7 @@ def generate_samples(
     out = []
     batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
     for b in tqdm(batches, desc="sampling", disable=not progress, dynamic_ncols=True):
+        adapt_threads()
         x = train_mod.draw_samples(formulation, model, (b, *shape), steps=steps, generator=generator, device=device,
                                    sample_kwargs=sample_kwargs)
         out.append(x.float().clamp(-1.0, 1.0).cpu())

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spectral_lib.device import default_device
+from spectral_lib.device import adapt_threads, default_device, release_threads
 from spectral_lib.experiments import run_folder
 from spectral_lib.experiments.checkpoint import (
     CheckpointError,
@@ -806,6 +806,7 @@ def train(
     meter = _LossMeter(t_start)
     try:
         for step in range(s.start_step, config.steps):
+            adapt_threads()  # this process's share of the cores, so side-by-side runs do not oversubscribe them
             out, grad_norm, lr = _optimizer_step(s, step)
             meter.add(out, grad_norm)
             line = _after_step(s, meter, step + 1, lr, t_start, bar)
@@ -816,6 +817,7 @@ def train(
                 callback(TrainState(step + 1, s.model, s.ema.module, s.optimizer, s.info, line))
     finally:
         bar.close()
+        release_threads()
     return _finish(s, t_start, history)
 
 
