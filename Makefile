@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
 JOBS ?= 1
+RETRAIN ?= 0
 LAB_ARGS ?=
 CONSTRAINTS ?= requirements/constraints-cpu.txt
 STAMP := $(VENV)/.installed
@@ -12,6 +13,8 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make book   - create .venv, execute every notebook (PROFILE=$(PROFILE)), render _build/html"
+	@echo "              at cpu the chapters read the shipped results/cpu; RETRAIN=1 trains afresh and rewrites them"
+	@echo "              JOBS=2 executes two notebooks at once (each kernel gets its share of the cores)"
 	@echo "make test   - create .venv, run the unit tests and every notebook at the smoke profile"
 	@echo "make bench  - regularizer overhead and throughput, as ratios"
 	@echo "make lab    - JupyterLab in the project environment (LAB_ARGS=--allow-root in a container)"
@@ -45,8 +48,12 @@ test-notebooks: venv
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q -m notebook tests
 
 # Execute the notebooks with papermill into _build/src (the sources stay clean), then render the stored outputs.
+# RETRAIN=1: the chapters train at cpu instead of reading results/cpu, and overwrite it (see experiments/shipped.py).
+# JOBS>1: each kernel is capped at cores/JOBS threads; inside that, spectral_lib.device shares the cores among the
+# processes that train at the moment.
 notebooks: venv
-	$(PY) scripts/execute_notebooks.py --profile $(PROFILE) --out _build/src --jobs $(JOBS)
+	$(PY) scripts/execute_notebooks.py --profile $(PROFILE) --out _build/src --jobs $(JOBS) \
+	  $(if $(filter 1 yes true,$(RETRAIN)),--retrain,)
 
 html: venv
 	$(PY) scripts/execute_notebooks.py --sources-only --out _build/src

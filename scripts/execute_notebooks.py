@@ -5,9 +5,17 @@ The sources stay clean: ``_config.yml``, ``_toc.yml``, ``references.bib`` and ``
 and the copies are executed in place there; ``jupyter-book build <out>`` then renders the stored outputs.
 
     python scripts/execute_notebooks.py --profile cpu --out _build/src [--jobs 2] [--only book/05_checkerboard.ipynb]
+    python scripts/execute_notebooks.py --profile cpu --retrain          # train afresh, overwrite results/cpu/
     python scripts/execute_notebooks.py --sources-only --out _build/src   # pages and config only (make html)
 
 ``--only`` re-executes the named notebooks and keeps the others' executed copies in ``--out``.
+
+``--retrain`` injects ``retrain = True`` into every notebook whose parameters cell declares ``retrain`` and sets
+``SPECTRAL_RETRAIN=1`` for the kernels (:mod:`spectral_lib.experiments.shipped` reads it): at ``cpu`` the chapters
+then train instead of reading the shipped results, and write the new results over them.
+
+After execution the set-up cells are tagged for the rendered page (:func:`tag_setup_cells`): papermill's injected
+parameters cell, the ``parameters`` cell and the Colab cell are removed from the page (``remove-cell``).
 """
 
 from __future__ import annotations
@@ -24,6 +32,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+BOOK_DIRS = ("_static",)
+"""Folders beside _config.yml that the book needs (``_static``: the book's CSS)."""
+REMOVED_ON_PAGE = ("injected-parameters", "parameters", "colab-setup")
+"""Cell tags whose cells the rendered page leaves out (``remove-cell`` is added after execution)."""
+RETRAIN_ENV = "SPECTRAL_RETRAIN"
 
 
 def toc_entries(root: Path = ROOT) -> list[str]:
@@ -67,6 +80,10 @@ def copy_sources(out: Path, root: Path = ROOT) -> None:
     """
     for name in BOOK_FILES:
         _copy_atomic(root / name, out / name)
+    for folder in BOOK_DIRS:
+        for src in (root / folder).rglob("*") if (root / folder).is_dir() else []:
+            if src.is_file():
+                _copy_atomic(src, out / src.relative_to(root))
     for src in (root / "book").rglob("*"):
         rel = src.relative_to(root)
         if src.is_dir() or ".ipynb_checkpoints" in rel.parts or "runs" in rel.parts or src.suffix == ".ipynb":
@@ -85,21 +102,72 @@ def prepare_tree(out: Path, notebooks: list[Path], root: Path = ROOT) -> None:
             _copy_atomic(root / nb, out / nb)
 
 
-def execute(notebook: Path, output: Path, profile: str, *, cwd: Path, timeout: int | None = None) -> float:
-    """Execute ``notebook`` into ``output`` with ``profile`` injected; return the wall time in seconds."""
+def tag_setup_cells(path: Path) -> int:
+    """Add ``remove-cell`` to the cells tagged :data:`REMOVED_ON_PAGE` of an executed notebook (in place).
+
+    Papermill tags the cell it injects ``injected-parameters`` but cannot add tags of our choosing, so this runs
+    after execution. Returns the number of cells changed (0 when already tagged: it is idempotent).
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    changed = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if any(t in tags for t in REMOVED_ON_PAGE) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            changed += 1
+    if changed:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tagging")
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)
+    return changed
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned at the top level of the notebook's ``parameters`` cell."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)}
+    return set()
+
+
+def execute(notebook: Path, output: Path, profile: str, *, cwd: Path, timeout: int | None = None,
+            retrain: bool = False) -> float:
+    """Execute ``notebook`` into ``output`` with ``profile`` injected (and ``retrain = True`` where the notebook
+    declares it and ``retrain`` is set), tag its set-up cells for the page; return the wall time in seconds."""
     import papermill as pm
 
+    parameters: dict[str, object] = {"profile": profile}
+    if retrain and "retrain" in declared_parameters(notebook):
+        parameters["retrain"] = True
     start = time.perf_counter()
     pm.execute_notebook(
         str(notebook),
         str(output),
-        parameters={"profile": profile},
+        parameters=parameters,
         kernel_name="python3",
         cwd=str(cwd),
         progress_bar=False,
         execution_timeout=timeout,
     )
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    tag_setup_cells(Path(output))
+    return seconds
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "src", help="where the executed copy goes")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks executed at once")
     parser.add_argument("--only", nargs="*", default=None, help="execute only these notebooks (paths as in the toc)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train afresh at cpu instead of reading the shipped results, and overwrite them")
     parser.add_argument("--sources-only", action="store_true",
                         help="refresh the copied pages and configuration (not the executed notebooks) and stop")
     args = parser.parse_args(argv)
@@ -127,12 +197,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[execute] sources copied to {out}; no notebook executed")
         return 0
     if args.jobs > 1:
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // args.jobs)))
+        # A static cap per kernel; inside it, spectral_lib.device.adapt_threads shares the cores among the kernels
+        # that are training at the moment (and with anything else on the machine that uses the library).
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // args.jobs)))
+    if args.retrain:
+        os.environ[RETRAIN_ENV] = "1"
 
     def run(nb: Path) -> tuple[Path, float]:
         target = out / nb
-        print(f"[execute] {nb} (profile={args.profile}) ...", flush=True)
-        seconds = execute(target, target, args.profile, cwd=target.parent)
+        print(f"[execute] {nb} (profile={args.profile}{', retrain' if args.retrain else ''}) ...", flush=True)
+        seconds = execute(target, target, args.profile, cwd=target.parent, retrain=args.retrain)
         print(f"[execute] {nb}: {seconds:.1f} s", flush=True)
         return nb, seconds
 

@@ -22,20 +22,47 @@ ROOT = Path(__file__).resolve().parents[1]
 TAG = "colab-setup"
 
 
+EXTRAS = ("audio-metrics", "diffusers")
+"""Extras of pyproject.toml the chapters use on Colab (PESQ in chapter 8, diffusers in chapter 9)."""
+CLONE_DIR = "/content/spectral-diffusion-book"
+
+
 def colab_source(root: Path = ROOT) -> str:
-    """The source of the Colab set-up cell for this repository."""
+    """The source of the Colab set-up cell for this repository.
+
+    On Colab it clones the repository (so that the shipped ``results/`` come with it), installs the library with
+    the chapters' extras, points ``SPECTRAL_RESULTS_DIR`` at the clone's results, and fails with one message that
+    names the repository it tried and where to change it. Elsewhere it does nothing.
+    """
     repo = yaml.safe_load((root / "_config.yml").read_text())["repository"]
-    url = repo["url"].rstrip("/")
-    branch = repo.get("branch", "main")
-    return (
-        "# Colab set-up: on Google Colab this installs the book's library; elsewhere it does nothing.\n"
-        "import subprocess\n"
-        "import sys\n"
-        "\n"
-        'if "google.colab" in sys.modules:\n'
-        f'    package = "spectral-diffusion-book @ git+{url}@{branch}"\n'
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", package], check=True)'
-    )
+    return _TEMPLATE.format(url=repo["url"].rstrip("/"), branch=repo.get("branch", "main"), where=CLONE_DIR,
+                            extras=",".join(EXTRAS))
+
+
+_TEMPLATE = """\
+# Colab set-up: on Google Colab this clones the book (library and shipped results) and installs it;
+# elsewhere it does nothing. The repository comes from _config.yml (scripts/sync_colab_cells.py).
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    repo = "{url}"
+    branch = "{branch}"
+    where = "{where}"  # the clone: library, book and shipped results
+    clone = ["git", "clone", "--quiet", "--depth", "1", "--branch", branch, repo, where]
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", where + "[{extras}]"]
+    for step in ([] if os.path.isdir(where) else [clone]) + [install]:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"Could not install the book's library from {{repo}} (branch {{branch}}):\\n"
+                f"{{done.stderr.strip()[-600:]}}\\n"
+                "The repository is named in _config.yml (repository.url, repository.branch): change it there and "
+                "run scripts/sync_colab_cells.py, or edit `repo` and `branch` in this cell."
+            ) from None
+    sys.path.insert(0, where)
+    os.environ["SPECTRAL_RESULTS_DIR"] = os.path.join(where, "results")"""
 
 
 def notebooks(root: Path = ROOT) -> list[Path]:

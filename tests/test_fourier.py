@@ -184,7 +184,8 @@ def test_circular_shift_changes_phase_not_amplitude(generator):
     shifted = torch.roll(x, shifts=(3, 5), dims=(-2, -1))
     assert fourier_amplitude_loss(shifted, x).item() == pytest.approx(0.0, abs=1e-12)
     assert fourier_phase_loss(shifted, x).item() > 0.1
-    assert fourier_loss(shifted, x).item() > 0.1  # additive: the phase term sees the shift
+    assert fourier_loss(shifted, x, coupling="additive").item() > 0.1  # additive: the phase term sees the shift
+    assert fourier_loss(shifted, x).item() == pytest.approx(0.0, abs=1e-12)  # default: Eq. 15 as printed
     # the coupled readings vanish when the amplitudes match exactly (why "additive" is the default)
     assert fourier_loss(shifted, x, coupling="per_frequency").item() == pytest.approx(0.0, abs=1e-12)
     assert fourier_loss(shifted, x, coupling="product").item() == pytest.approx(0.0, abs=1e-12)
@@ -230,7 +231,7 @@ LOSS_CALLS = {
     ),
     "phase_amplitude": lambda p, t: fourier_phase_loss(p, t),
     "phase_none": lambda p, t: fourier_phase_loss(p, t, weighting="none"),
-    "additive": lambda p, t: fourier_loss(p, t),
+    "additive": lambda p, t: fourier_loss(p, t, coupling="additive"),
     "per_frequency": lambda p, t: fourier_loss(p, t, coupling="per_frequency"),
     "product": lambda p, t: fourier_loss(p, t, coupling="product"),
 }

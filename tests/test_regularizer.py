@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from spectral_lib.spectral import (
+    PAPER_REGULARIZERS,
     SPECTRAL_REGULARIZERS,
     RegularizerOutput,
     SpectralRegularizer,
@@ -43,14 +45,36 @@ def test_total_is_weighted_sum_of_terms(images):
     torch.testing.assert_close(out.total, total)
 
 
+def test_fourier_amp_phase_is_eq_15_as_printed(images):
+    """The paper's name computes the paper's formula: mean|A - A_hat| * (1 + mean|wrap(phi - phi_hat)|) per sample,
+    both means over channels and the full 2-D spectrum (NumPy's fftn, unitary), the phase difference in (-pi, pi]."""
+    x0_hat, x0 = (t.double() for t in images)
+    a = np.fft.fftn(x0.numpy(), axes=(-2, -1), norm="ortho")
+    a_hat = np.fft.fftn(x0_hat.numpy(), axes=(-2, -1), norm="ortho")
+    amplitude = np.abs(np.abs(a_hat) - np.abs(a)).mean(axis=(1, 2, 3))
+    dphi = np.angle(a_hat * np.conj(a))  # in (-pi, pi]
+    expected = amplitude * (1 + np.abs(dphi).mean(axis=(1, 2, 3)))
+    got = SpectralRegularizer.from_name("fourier_amp_phase")(x0_hat, x0).total
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+    safe = SpectralRegularizer.from_name("fourier_amp_phase_safe")(x0_hat, x0).total
+    assert not np.allclose(safe.numpy(), expected), "the safe variant is a different loss"
+
+
 def test_presets(images, generator):
     x0_hat, x0 = images
-    assert SPECTRAL_REGULARIZERS == ("none", "fourier_amp", "fourier_amp_phase", "wavelet", "wavelet_bior13", "mrstft")
+    assert SPECTRAL_REGULARIZERS == ("none", "fourier_amp", "fourier_amp_phase", "fourier_amp_phase_safe", "wavelet",
+                                     "wavelet_bior13", "mrstft")
+    assert set(PAPER_REGULARIZERS) == {"fourier_amp", "fourier_amp_phase", "wavelet", "wavelet_bior13"}
     torch.testing.assert_close(
         SpectralRegularizer.from_name("fourier_amp")(x0_hat, x0).total, fourier_amplitude_loss(x0_hat, x0, reduction="none")
     )
     torch.testing.assert_close(
-        SpectralRegularizer.from_name("fourier_amp_phase")(x0_hat, x0).total, fourier_loss(x0_hat, x0, reduction="none")
+        SpectralRegularizer.from_name("fourier_amp_phase")(x0_hat, x0).total,
+        fourier_loss(x0_hat, x0, coupling="product", reduction="none"),
+    )
+    torch.testing.assert_close(
+        SpectralRegularizer.from_name("fourier_amp_phase_safe")(x0_hat, x0).total,
+        fourier_loss(x0_hat, x0, coupling="additive", reduction="none"),
     )
     torch.testing.assert_close(
         SpectralRegularizer.from_name("wavelet")(x0_hat, x0).total,

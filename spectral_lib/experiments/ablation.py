@@ -291,12 +291,14 @@ def sample_with(result: Any, formulation: str, *, n: int | None = None, steps: i
 DISPLAY_NAMES: dict[str, str] = {
     "none": "baseline (MSE only)",
     "fourier_amp": "Fourier amplitude",
-    "fourier_amp_phase": "Fourier amp. + phase",
+    "fourier_amp_phase": "Fourier amp. + phase (Eq. 15)",
+    "fourier_amp_phase_safe": "Fourier amp. + phase, additive (ours)",
     "wavelet": "Haar wavelet",
     "wavelet_bior13": "bior1.3 wavelet",
-    "mrstft": "MR-STFT",
+    "mrstft": "MR-STFT (beyond the paper)",
 }
-"""Names of the regularizers in the chapters' figures and tables (the paper's AMP, AMPPHASE, HAAR, BIOR13)."""
+"""Names of the regularizers in the chapters' figures and tables (the paper's AMP, AMPPHASE, HAAR, BIOR13; the
+variants beyond the paper say so)."""
 
 
 # ------------------------------------------------------------------------------------------------ scores

@@ -17,7 +17,7 @@ from .fourier import (
     rfft_bin_weights,
     rfft_spectrum,
 )
-from .regularizer import SPECTRAL_REGULARIZERS, TERMS, RegularizerOutput, SpectralRegularizer
+from .regularizer import PAPER_REGULARIZERS, SPECTRAL_REGULARIZERS, TERMS, RegularizerOutput, SpectralRegularizer
 from .stft import MRSTFTLoss, mrstft_loss, stft_magnitude
 from .wavelet import WAVELET_MODES, WaveletBand, WaveletLoss, wavelet_decompose, wavelet_loss, wavelet_max_level
 
@@ -37,6 +37,7 @@ __all__ = [
     "rfft_bin_weights",
     "rfft_spectrum",
     "SPECTRAL_REGULARIZERS",
+    "PAPER_REGULARIZERS",
     "TERMS",
     "RegularizerOutput",
     "SpectralRegularizer",

@@ -92,7 +92,9 @@ DISTANCES: tuple[str, ...] = ("l1", "l2")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 FREQUENCY_WEIGHTINGS: tuple[str | None, ...] = (None, "radial")
 PHASE_WEIGHTINGS: tuple[str, ...] = ("amplitude", "none")
-COUPLINGS: tuple[str, ...] = ("additive", "per_frequency", "product")
+COUPLINGS: tuple[str, ...] = ("product", "per_frequency", "additive")
+"""Readings of Eq. 15 in :func:`fourier_loss`: ``"product"`` as printed (default), ``"per_frequency"`` as the
+prose describes, ``"additive"`` ours (amplitude-weighted, wrap-free)."""
 
 #: Guard in the denominator of the amplitude-weighted phase distance, in amplitude units. It only matters where both
 #: amplitudes are below ~1e-8, where the distance is ~0 anyway; it keeps ``0 / 0`` and its gradient finite.
@@ -508,7 +510,7 @@ def fourier_loss(
     *,
     amplitude_weight: float = 1.0,
     phase_weight: float = 1.0,
-    coupling: str = "additive",
+    coupling: str = "product",
     distance: str = "l1",
     norm: str = "ortho",
     reduction: str = "mean",
@@ -516,29 +518,32 @@ def fourier_loss(
     """Fourier amplitude + phase loss, paper Eq. 15: ``E[ ||A_0 - A_hat_0||_1 (1 + ||phi_0 - phi_hat_0||_1) ]``.
 
     One rFFT per input feeds both parts. With ``D`` the distance (``|.|`` or ``(.)^2``), ``dA = A_hat - A``,
-    ``a = amplitude_weight``, ``p = phase_weight`` and ``mean_w`` the per-sample mean over channels and the full
-    spectrum, the three readings are:
+    ``dphi = phi_hat - phi`` wrapped into ``(-pi, pi]``, ``a = amplitude_weight``, ``p = phase_weight`` and
+    ``mean_w`` the per-sample mean over channels and the full spectrum, the three couplings are:
 
-    - ``"additive"`` (default): ``a * mean_w D(dA) + p * mean_w D(d_phase)``, ``d_phase`` the amplitude-weighted
-      phase distance of :func:`fourier_phase_loss` (``weighting="amplitude"``). Since
-      ``|X - X_hat|^2 = dA^2 + 4 A A_hat sin^2(dphi/2)``, the two terms are the radial and tangential parts of the
-      complex spectral error, each in amplitude units.
+    - ``"product"`` (default): ``a * mean_w D(dA) * (1 + p * mean_w |dphi|)``, **Eq. 15 as printed**: the product of
+      the two whole-spectrum L1 norms. Our reading: each norm is a mean over bins (as in Eq. 14, so that one
+      ``lambda`` works across sizes, and so that ``1 + ...`` adds radians, not "radians x bins"); the phase
+      difference is wrapped, and taken as 0 where either amplitude is ~0 (the phase is undefined there).
     - ``"per_frequency"``: ``a * mean_w D(dA) * (1 + p * |dphi|)``, the coupling the paper's prose describes
-      (phase matters where the amplitude is wrong), ``dphi`` wrapped into ``(-pi, pi]``.
-    - ``"product"``: ``a * mean_w D(dA) * (1 + p * mean_w |dphi|)``, Eq. 15 exactly as printed (a product of two
-      whole-spectrum norms, each read as a mean so that ``1 + ...`` is in radians, not in "radians x bins").
+      (phase matters where the amplitude is wrong), ``dphi`` wrapped as above.
+    - ``"additive"`` (ours, the regularizer ``fourier_amp_phase_safe``): ``a * mean_w D(dA) + p * mean_w
+      D(d_phase)``, ``d_phase`` the amplitude-weighted phase distance of :func:`fourier_phase_loss`
+      (``weighting="amplitude"``). Since ``|X - X_hat|^2 = dA^2 + 4 A A_hat sin^2(dphi/2)``, the two terms are the
+      radial and tangential parts of the complex spectral error, each in amplitude units.
 
-    Why ``"additive"`` is the default (our choice): both coupled readings vanish, phase term included, wherever the
-    amplitudes already match, so once the amplitude spectrum is right they stop saying anything about *where* the
-    edges are (the phase), which is exactly what the amplitude loss alone cannot see. The additive form keeps a
-    phase signal wherever both spectra have energy, needs no ``angle`` (no branch cut, bounded gradients at zero
-    amplitude), and reduces to the amplitude loss for ``phase_weight=0``.
+    Why we offer ``"additive"``: both coupled readings vanish, phase term included, wherever the amplitudes already
+    match, so once the amplitude spectrum is right they stop saying anything about *where* the edges are (the
+    phase), which is exactly what the amplitude loss alone cannot see. The additive form keeps a phase signal
+    wherever both spectra have energy, needs no ``angle`` (no branch cut, bounded gradients at zero amplitude) and
+    reduces to the amplitude loss for ``phase_weight=0``. The raw wrapped phase of the coupled readings has
+    gradients that grow like ``1 / A_hat`` where the prediction's amplitude is small.
 
     Args:
         pred, target: ``(B, C, T)`` or ``(B, C, H, W)``, same shape.
         amplitude_weight: ``a`` above, ``>= 0`` (default 1).
         phase_weight: ``p`` above, ``>= 0`` (default 1, as in the paper's ``1 + ...``).
-        coupling: ``"additive"`` (default), ``"per_frequency"`` or ``"product"``.
+        coupling: ``"product"`` (default, Eq. 15 as printed), ``"per_frequency"`` or ``"additive"`` (ours).
         distance: ``"l1"`` (default, as in the paper) or ``"l2"``; in ``"additive"`` it applies to both parts.
         norm: FFT normalisation (see :func:`fourier_amplitude_loss`).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (shape ``(B,)``).
