@@ -17,7 +17,7 @@ import numpy as np
 
 from spectral_lib.experiments import speech
 from spectral_lib.experiments.profiles import get_profile
-from spectral_lib.experiments.speech_runs import CPU_RUNS, PAPER_PROFILES, VocoderRun
+from spectral_lib.experiments.speech_runs import CPU_RUNS, PAPER_PROFILES, VocoderRun, run_config
 
 __all__ = [
     "METRICS",
@@ -196,7 +196,7 @@ def findings(cpu: Mapping[str, VocoderRun] | None, store: Any = None) -> dict[st
     ``ndb``, ``hf`` (:data:`METRICS`):
 
     - ``<run>_<m>``: the metric; ``<run>_d_<m>``: its change against the baseline (seed 0);
-    - ``<run>_lambda``: lambda_spec; ``<run>_train_min``: training time in minutes;
+    - ``<run>_lambda``: lambda_spec (from the profile, at any time); ``<run>_train_min``: training time in minutes;
     - ``base_envelope``: the baseline's envelope correlation; ``base_mid_ratio``, ``base_top_ratio``: its power
       over the recordings' in :data:`MID_BAND_HZ` and above :data:`TOP_BAND_HZ`;
     - ``noise_share``: the largest change AMP or HAAR makes to a metric of :data:`SEED_NOISE_METRICS`, as a share of
@@ -206,10 +206,11 @@ def findings(cpu: Mapping[str, VocoderRun] | None, store: Any = None) -> dict[st
     - ``mr_hf_times``: the MR-STFT loss run's HF energy ratio over the baseline's;
     - ``amp_term_end``: AMP's last logged spectral term (``fourier_amp``); ``l1_diffusion_end``,
       ``base_diffusion_end``: the last logged diffusion loss of the L1 and squared-error baselines;
-    - ``steps``, ``total_min`` (all runs, training + vocoding + metrics), ``mid_lo_khz``, ``mid_hi_khz``, ``top_khz``;
-    - from the profiles, at any time: ``cpu_params`` (the ``cpu`` vocoder's parameters, a string), ``smoke_steps``,
-      ``n_cpu_runs``; from the manifest of ``store`` (a :class:`~spectral_lib.experiments.shipped.Shipped`):
-      ``cpu_hardware``, ``cpu_commit`` (``"n/a"`` without it).
+    - ``total_min`` (all runs, training + vocoding + metrics), ``mid_lo_khz``, ``mid_hi_khz``, ``top_khz``;
+    - from the profiles, at any time: ``steps`` (the ``cpu`` profile's), ``cpu_params`` (the ``cpu`` vocoder's
+      parameters, a string), ``smoke_steps``, ``n_cpu_runs``;
+    - from the manifest of ``store`` (a :class:`~spectral_lib.experiments.shipped.Shipped`): ``cpu_hardware``,
+      ``cpu_commit`` (``"n/a"`` without it).
     """
     out: dict[str, Any] = {"mid_lo_khz": MID_BAND_HZ[0] / 1000, "mid_hi_khz": MID_BAND_HZ[1] / 1000,
                            "top_khz": TOP_BAND_HZ / 1000, "n_cpu_runs": len(CPU_RUNS),
@@ -220,9 +221,11 @@ def findings(cpu: Mapping[str, VocoderRun] | None, store: Any = None) -> dict[st
     names += [f"{p}_d_{s}" for p in _PREFIX.values() for _, s, _ in METRICS.values()]
     names += [f"{p}_{k}" for p in _PREFIX.values() for k in ("lambda", "train_min")]
     names += ["base_envelope", "base_mid_ratio", "base_top_ratio", "noise_share", "hf_top_d", "hf_other_d",
-              "mr_hf_times", "amp_term_end", "l1_diffusion_end", "base_diffusion_end", "steps", "total_min"]
+              "mr_hf_times", "amp_term_end", "l1_diffusion_end", "base_diffusion_end", "total_min"]
     out.update({name: math.nan for name in names})
-    out.update(hf_top="n/a", hf_other="n/a")
+    out.update(hf_top="n/a", hf_other="n/a", steps=float(get_profile(speech.EXPERIMENT, "cpu").steps))
+    for role, prefix in _PREFIX.items():  # what the profile asks for; the shipped runs are checked to match it
+        out[f"{prefix}_lambda"] = float(run_config("cpu", CPU_RUNS[role]).lambda_spec)
     if cpu is None:
         return out
     base = cpu["baseline"].metrics
@@ -231,7 +234,6 @@ def findings(cpu: Mapping[str, VocoderRun] | None, store: Any = None) -> dict[st
         for key, (_, short, _) in METRICS.items():
             out[f"{prefix}_{short}"] = float(run.metrics[key])
             out[f"{prefix}_d_{short}"] = float(run.metrics[key] - base[key])
-        out[f"{prefix}_lambda"] = float(run.config.lambda_spec if run.spec.regularizer != "none" else 0.0)
         out[f"{prefix}_train_min"] = float(run.metrics["train_time_s"]) / 60
     short = {key: s for key, (_, s, _) in METRICS.items()}
     out["noise_share"] = max(abs(out[f"{reg}_d_{short[k]}"]) / abs(out[f"seed1_d_{short[k]}"])
@@ -247,7 +249,6 @@ def findings(cpu: Mapping[str, VocoderRun] | None, store: Any = None) -> dict[st
                amp_term_end=_last(cpu["amp"].history, "fourier_amp"),
                l1_diffusion_end=_last(cpu["baseline_l1"].history, "diffusion"),
                base_diffusion_end=_last(base_run.history, "diffusion"),
-               steps=float(base_run.config.steps),
                total_min=float(np.sum([run.metrics["wall_time_s"] for run in cpu.values()])) / 60)
     if store is not None and store.has(base_run.name):
         entry = store.entry(base_run.name)

@@ -7,10 +7,10 @@ seconds (no checkpoint), at the other profiles it trains. The page needs little 
 - its configuration, metrics and loss log (the run folder's files);
 - the first :data:`SHOWN_CLIPS` vocoded clips as its samples (what the players, waveforms and spectrograms show;
   float16 when shipped), not all of them;
-- ``vocoder_summary.json`` (:data:`SUMMARY`) in its run folder, written when the run finishes: the mean power
-  spectrum of *all* its vocoded clips and of the originals in equal-width bands
-  (:func:`~spectral_lib.experiments.speech_metrics.band_power_spectrum`) and how closely the vocoded clips follow their originals' loudness
-  (:func:`~spectral_lib.experiments.speech_metrics.envelope_correlation`). It is shipped with the run and goes stale with it.
+- ``vocoder_summary.json`` (:data:`SUMMARY`) in its run folder, written when the run finishes
+  (:func:`vocoder_summary`): the mean power spectrum of *all* its vocoded clips and of the originals in
+  equal-width bands, and how closely the vocoded clips follow their originals' loudness. It is shipped with the
+  run and goes stale with it.
 
 The chapter's findings are those of the ``cpu`` runs of :data:`CPU_RUNS`: the paper's AMP and HAAR against the
 baseline, the baseline at a second training seed (the seed noise), the baseline with LMNT's L1 loss, and the
