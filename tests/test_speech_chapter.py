@@ -223,6 +223,13 @@ def test_findings_quote_the_shipped_runs():
     assert table["header"][1:] == [title for title, _, _ in report.METRICS.values()]
     assert [row[0] for row in table["rows"]] == ["Baseline, seed 0", "AMP (λ=0.5), seed 0"]
     assert len(report.cost_table(cpu)["rows"]) == 6 and report.cost_table(cpu)["rows"][0][2] == pytest.approx(5.0)
+    for run in cpu.values():
+        run.metrics.update(hf_energy=0.02, hf_energy_data=0.01)
+    hf = report.hf_table([cpu["baseline"], cpu["amp"]], 4000.0)
+    assert hf["header"][1] == "energy above 4 kHz (share)" and hf["rows"][1][0] == "AMP (λ=0.5)"
+    runs = report.page_runs_table([cpu["haar"]])
+    assert runs["rows"][0][:3] == ["HAAR (λ=0.1), seed 0", "shipped `cpu` result", 120.0]
+    assert math.isnan(runs["rows"][0][3])  # no final loss logged in this stand-in run
     with pytest.raises(ValueError, match="no band"):
         report.band_ratio(cpu["baseline"], 20_000.0)
 
