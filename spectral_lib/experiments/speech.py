@@ -22,8 +22,10 @@ when no ``data_dir`` is given, see :func:`spectral_lib.experiments.sources.resol
 own for training from scratch in minutes (squared error, lr 2e-3 with a warm-up, clipping, EMA; see the profile).
 
 The pieces live in three modules, all re-exported here: :mod:`~spectral_lib.experiments.speech_recipe` (LMNT's
-recipe, the paper's lambda and ours, the shipped loss comparison), :mod:`~spectral_lib.experiments.speech_metrics`
-(evaluation settings, metrics, tables) and this one (profiles, vocoding, registration).
+recipe, the paper's lambda and ours), :mod:`~spectral_lib.experiments.speech_metrics`
+(evaluation settings, metrics, tables) and this one (profiles, vocoding, registration). The book's chapter 8 adds
+:mod:`~spectral_lib.experiments.speech_runs` (its runs as shipped results) and
+:mod:`~spectral_lib.experiments.speech_report` (its tables and the numbers its prose quotes).
 """
 
 from __future__ import annotations
@@ -39,13 +41,18 @@ from spectral_lib.experiments.profiles import ExperimentConfig, register_profile
 from spectral_lib.experiments.run import EVALUATORS, REFERENCES, SAMPLERS
 from spectral_lib.experiments.sources import resolve_data_dir
 from spectral_lib.experiments.speech_metrics import (
+    PAPER_BIOR13_FAD,
     PAPER_TABLE2,
     SAMPLE_RATE,
+    SPECTRUM_BANDS,
     VocoderEval,
+    band_power_spectrum,
     describe_metrics,
+    envelope_correlation,
     evaluate_vocoder,
     mean_std,
     ndb_bins,
+    results_rows,
     results_table,
     vocoder_eval,
 )
@@ -56,15 +63,13 @@ from spectral_lib.experiments.speech_recipe import (
     EXPERIMENT,
     LAMBDAS,
     LMNT_RECIPE,
-    LOSS_COMPARISON,
     PAPER_LAMBDAS,
     PAPER_NAMES,
     PAPER_REGULARIZERS,
     lambda_for,
-    loss_comparison,
     paper_lambda_equivalent,
+    recipe_rows,
     recipe_table,
-    run_loss_comparison,
 )
 
 __all__ = [
@@ -81,20 +86,23 @@ __all__ = [
     "lambda_for",
     "LMNT_RECIPE",
     "LMNT_GRAD_CLIP",
+    "recipe_rows",
     "recipe_table",
-    "LOSS_COMPARISON",
-    "loss_comparison",
-    "run_loss_comparison",
     "paper_lambda_equivalent",
     "PAPER_NAMES",
     "PAPER_TABLE2",
+    "PAPER_BIOR13_FAD",
     "heldout_clips",
     "vocode",
     "vocode_heldout",
     "heldout_reference",
     "evaluate_vocoder",
+    "SPECTRUM_BANDS",
+    "band_power_spectrum",
+    "envelope_correlation",
     "ndb_bins",
     "describe_metrics",
+    "results_rows",
     "results_table",
     "mean_std",
 ]

@@ -26,11 +26,16 @@ from spectral_lib.experiments.speech_recipe import EXPERIMENT
 __all__ = [
     "SAMPLE_RATE",
     "PAPER_TABLE2",
+    "PAPER_BIOR13_FAD",
     "VocoderEval",
     "vocoder_eval",
+    "SPECTRUM_BANDS",
+    "band_power_spectrum",
+    "envelope_correlation",
     "ndb_bins",
     "evaluate_vocoder",
     "describe_metrics",
+    "results_rows",
     "results_table",
     "mean_std",
 ]
@@ -46,7 +51,11 @@ PAPER_TABLE2: dict[str, dict[str, tuple[float, str]]] = {
              "ndb": (0.59, "AMP+PHASE λ=1e-5; HAAR λ=1e-4")},
 }
 """The numbers of the paper's Table 2 we have (mean over 5 seeds): the baseline and the best value per metric with
-the variant that reached it. Also reported: BIOR13 is sensitive to lambda (FAD 2.649 at 1e-5)."""
+the variant that reached it. Also reported: BIOR13 is sensitive to lambda (:data:`PAPER_BIOR13_FAD`)."""
+
+PAPER_BIOR13_FAD: tuple[float, float] = (2.649, 1e-5)
+"""``(FAD, lambda)``: the paper's BIOR13 run whose FAD is far above the baseline's (Table 2), a sign that its
+lambda was not negligible at such weights."""
 
 
 # ------------------------------------------------------------------------------------------------ evaluation settings
@@ -113,6 +122,80 @@ def vocoder_eval(config: ExperimentConfig) -> VocoderEval:
 
 
 # ------------------------------------------------------------------------------------------------ metrics
+
+SPECTRUM_BANDS = 256
+"""Equal-width frequency bands of :func:`band_power_spectrum` (about 43 Hz each at 22 050 Hz)."""
+ENVELOPE_FLOOR_DB = -80.0
+"""Frames quieter than this (dB re full scale) count as this loud in :func:`envelope_correlation` (our choice:
+below the stand-in's and LJSpeech's pauses, so silence does not give -inf)."""
+
+
+def _waves(x: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    if array.ndim == 3 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 2 or array.shape[-1] < 2:
+        raise ValueError(f"{name} must be clips (N, 1, T) or (N, T), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return array
+
+
+def band_power_spectrum(waves: torch.Tensor | np.ndarray, sample_rate: int, n_bands: int = SPECTRUM_BANDS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power spectrum of clips in ``n_bands`` equal-width bands from 0 to the Nyquist frequency.
+
+    The power of bin ``k`` is ``|rFFT(x)_k|^2 / T``, averaged over the clips; band ``i`` holds the bins from ``i`` to
+    ``i + 1`` band widths (the Nyquist bin in the last band) and its value is their mean (DC left out).
+
+    Args:
+        waves: ``(N, 1, T)`` or ``(N, T)``.
+        sample_rate: in Hz.
+        n_bands: at most ``T // 2`` (every band needs a bin).
+
+    Returns:
+        ``(centres, power)``, both ``(n_bands,)``: band centres in Hz and mean power per band.
+    """
+    x = _waves(waves, "waves")
+    t = x.shape[-1]
+    if not 1 <= int(n_bands) <= t // 2:
+        raise ValueError(f"n_bands must be between 1 and T // 2 = {t // 2} for clips of {t} samples, got {n_bands}")
+    power = (np.abs(np.fft.rfft(x, axis=-1)) ** 2 / t).mean(axis=0)[1:]
+    freqs = np.fft.rfftfreq(t)[1:]  # cycles per sample, (0, 0.5]
+    band = np.minimum((freqs / 0.5 * n_bands).astype(int), n_bands - 1)  # [i, i + 1) band widths; Nyquist: last
+    means = np.bincount(band, weights=power, minlength=n_bands) / np.bincount(band, minlength=n_bands)
+    centres = (np.arange(n_bands) + 0.5) / n_bands * sample_rate / 2
+    return centres, means
+
+
+def envelope_correlation(samples: torch.Tensor | np.ndarray, data: torch.Tensor | np.ndarray,
+                         hop: int = HOP) -> float:
+    """How closely vocoded clips follow their originals' loudness: the Pearson correlation, per clip, of the frame
+    levels in dB (RMS over frames of ``hop`` samples, floored at :data:`ENVELOPE_FLOOR_DB`), averaged over clips.
+
+    1 when every vocoded clip is loud and quiet exactly where its original is (any gain), about 0 when its level
+    ignores the original's. Clips whose level is constant (no correlation defined) are left out; NaN if all are.
+    """
+    a, b = _waves(samples, "samples"), _waves(data, "data")
+    if a.shape != b.shape:
+        raise ValueError(f"samples and data must be paired clips of one shape, got {a.shape} and {b.shape}")
+    frames = a.shape[-1] // int(hop)
+    if frames < 2:
+        raise ValueError(f"clips of {a.shape[-1]} samples hold fewer than two frames of {hop} samples")
+
+    def levels(x: np.ndarray) -> np.ndarray:
+        rms = np.sqrt((x[:, : frames * hop].reshape(len(x), frames, hop) ** 2).mean(-1))
+        return 20 * np.log10(np.maximum(rms, 10 ** (ENVELOPE_FLOOR_DB / 20)))
+
+    la, lb = levels(a), levels(b)
+    la, lb = la - la.mean(1, keepdims=True), lb - lb.mean(1, keepdims=True)
+    norm = np.sqrt((la**2).sum(1) * (lb**2).sum(1))
+    valid = norm > 0
+    if not valid.any():
+        return float("nan")
+    return float(((la * lb).sum(1)[valid] / norm[valid]).mean())
+
+
 
 
 def ndb_bins(n_real: int, max_k: int = 100, per_bin: int = 20) -> int:
@@ -229,17 +312,18 @@ _TABLE_METRICS = (  # key, label, better, our key(s)
 )
 
 
-def results_table(results: Mapping[str, Mapping[str, float]], *, with_paper: bool = True,
-                  digits: int = 3) -> str:
-    """A markdown table in the form of the paper's Table 2, rows = metrics, with the paper's baseline and best values
-    beside ours.
+def results_rows(results: Mapping[str, Mapping[str, float]], *, with_paper: bool = True,
+                 digits: int = 3) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of a table in the form of the paper's Table 2, rows = metrics, with the paper's baseline
+    and best values beside ours (cells are formatted strings, for :func:`spectral_lib.book.table`).
 
     Args:
         results: column label (e.g. ``"Baseline"``, ``"AMP (λ=1)"``) -> a run's metrics (:func:`evaluate_vocoder`).
             Values can be floats or ``(mean, std)`` pairs (several seeds).
         with_paper: add the columns "paper: baseline" and "paper: best (variant, λ)".
+        digits: decimals of our values.
 
-    The FAD row shows FAD (VGGish) when a run has it, otherwise our local log-mel FD, marked "FD (local)".
+    The FAD row shows FAD (VGGish) when a run has it, otherwise our local log-mel FD, marked "FD local".
     Missing metrics (UTMOS offline) show "n/a". A high-frequency energy row (ours only) closes the table.
     """
     def fmt(value: Any) -> str:
@@ -267,6 +351,13 @@ def results_table(results: Mapping[str, Mapping[str, float]], *, with_paper: boo
     hf = ["HF energy ratio (ours)"] + (["–", "–"] if with_paper else [])
     hf += [fmt(m.get("hf_energy_ratio")) for m in results.values()]
     rows.append(hf)
+    return header, rows
+
+
+def results_table(results: Mapping[str, Mapping[str, float]], *, with_paper: bool = True,
+                  digits: int = 3) -> str:
+    """:func:`results_rows` as a markdown table."""
+    header, rows = results_rows(results, with_paper=with_paper, digits=digits)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)

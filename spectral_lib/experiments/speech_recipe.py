@@ -2,9 +2,10 @@
 
 The paper fine-tunes LMNT's DiffWave (``lmnt-com/diffwave``) with "the standard DiffWave DDPM eps-loss" plus
 lambda L_S. :data:`LMNT_RECIPE` states what that trainer does (``learner.py``, ``params.py``), :func:`recipe_table`
-sets it beside the paper and beside our profiles (read from the configs, so it cannot drift), and
-:func:`loss_comparison` reads the shipped ``cpu`` measurement of the two diffusion losses that explains why the
-offline profiles keep their own. :mod:`spectral_lib.experiments.speech` re-exports everything here.
+sets it beside the paper and beside our profiles (read from the configs, so it cannot drift). Why the offline
+profiles keep a loss of their own is measured in the chapter: the shipped ``cpu`` baseline trained with LMNT's L1
+(:data:`spectral_lib.experiments.speech_runs.CPU_RUNS`). :mod:`spectral_lib.experiments.speech` re-exports
+everything here.
 
 How lambda relates to the paper's
 ---------------------------------
@@ -26,8 +27,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
 from spectral_lib._checks import check_choice, check_positive
 from spectral_lib.data.audio import DIFFWAVE_MEL
 from spectral_lib.experiments.profiles import ExperimentConfig
@@ -44,10 +43,8 @@ __all__ = [
     "lambda_for",
     "LMNT_RECIPE",
     "LMNT_GRAD_CLIP",
+    "recipe_rows",
     "recipe_table",
-    "LOSS_COMPARISON",
-    "loss_comparison",
-    "run_loss_comparison",
 ]
 
 EXPERIMENT = "ljspeech"
@@ -229,9 +226,9 @@ def _ours(config: ExperimentConfig) -> dict[str, str]:
     }
 
 
-def recipe_table(*profiles: str) -> str:
-    """Markdown: LMNT's training recipe, the paper's, and ours at each of ``profiles`` (default ``cpu`` and
-    ``gpu``), row by row; ours is read from the profiles' configs, so it cannot drift from the code."""
+def recipe_rows(*profiles: str) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)``: LMNT's training recipe, the paper's, and ours at each of ``profiles`` (default ``cpu`` and
+    ``gpu``), one row per setting; ours is read from the profiles' configs, so it cannot drift from the code."""
     profiles = profiles or ("cpu", "gpu")
     import spectral_lib.experiments.speech  # noqa: F401  (registers the ljspeech profiles)
     from spectral_lib.experiments.profiles import get_profile
@@ -240,89 +237,12 @@ def recipe_table(*profiles: str) -> str:
     header = ["setting", "LMNT's trainer (lmnt-com/diffwave)", "the paper"] + [f"ours at `{p}`" for p in profiles]
     lmnt = {**LMNT_RECIPE, "steps": "1 000 578 from scratch (its published checkpoint)",
             "start": "random initialisation"}
+    rows = [[key, lmnt[key], _PAPER_RECIPE.get(key, "not stated"), *[ours[p][key] for p in profiles]] for key in lmnt]
+    return header, rows
+
+
+def recipe_table(*profiles: str) -> str:
+    """:func:`recipe_rows` as a markdown table."""
+    header, rows = recipe_rows(*profiles)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key in lmnt:
-        cells = [key, lmnt[key], _PAPER_RECIPE.get(key, "not stated")]
-        lines.append("| " + " | ".join(cells + [ours[p][key] for p in profiles]) + " |")
-    return "\n".join(lines)
-
-
-LOSS_COMPARISON = "cpu/08_speech/diffusion_loss.json"
-"""Where, under :func:`~spectral_lib.experiments.shipped.results_root`, the shipped ``cpu`` comparison of the two
-diffusion losses lives: the ``cpu`` profile's baseline trained once with its squared error and once with LMNT's L1
-(seed 0, everything else equal), with both configurations, their metrics and the commit that made them."""
-
-
-def loss_comparison(path: str | None = None) -> dict[str, Any]:
-    """The shipped comparison of :data:`LOSS_COMPARISON`, checked against the current ``cpu`` profile.
-
-    Returns:
-        The JSON's content: ``configs`` and ``metrics`` (each ``{"l2": ..., "l1": ...}``), ``commit``, ``command``,
-        ``machine``, ``cpu_seconds``.
-
-    Raises:
-        FileNotFoundError: no shipped file.
-        ValueError: a stored configuration is no longer the ``cpu`` profile with that loss (the result is stale:
-            rerun the command it records).
-    """
-    import json
-    from pathlib import Path
-
-    import spectral_lib.experiments.speech  # noqa: F401  (registers the ljspeech profiles)
-    from spectral_lib.experiments.profiles import get_profile
-    from spectral_lib.experiments.run import CACHE_INSENSITIVE
-    from spectral_lib.experiments.shipped import results_root
-
-    file = Path(path) if path is not None else results_root() / LOSS_COMPARISON
-    data = json.loads(file.read_text())
-    profile = get_profile(EXPERIMENT, "cpu")
-    for loss, stored in data["configs"].items():
-        expected = profile.replace(formulation_kwargs={"loss": loss}) if loss == "l1" else profile
-        diff = {k: v for k, v in ExperimentConfig.from_dict(stored).diff(expected).items()
-                if k not in CACHE_INSENSITIVE}
-        if diff:
-            raise ValueError(f"{str(file)!r}: the {loss} run's configuration differs from the current cpu profile in "
-                             f"{sorted(diff)}; rerun: {data['command']}")
-    return data
-
-
-def run_loss_comparison(runs_dir: str, *, out: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train (or read back) the two runs of :data:`LOSS_COMPARISON` in ``runs_dir/l2`` and ``runs_dir/l1`` and write
-    the shipped JSON (default: under ``results_root()``). About 5 minutes of CPU time per run, one thread.
-
-    Run it as ``OMP_NUM_THREADS=1 python -c "from spectral_lib.experiments import speech;
-    speech.run_loss_comparison('runs/loss_comparison')"``.
-    """
-    import json
-    import platform
-    import subprocess
-    from pathlib import Path
-
-    import spectral_lib.experiments.speech  # noqa: F401  (registers the ljspeech experiment)
-    from spectral_lib.experiments.checkpoint import atomic_write_text
-    from spectral_lib.experiments.run import run_experiment
-    from spectral_lib.experiments.shipped import results_root
-
-    runs = {loss: run_experiment(EXPERIMENT, profile="cpu", regularizer="none", seed=0, resume=True,
-                                 out=Path(runs_dir) / loss, progress=progress,
-                                 **({"formulation_kwargs": {"loss": "l1"}} if loss == "l1" else {}))
-            for loss in ("l2", "l1")}
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    data = {
-        "what": "ljspeech cpu profile, baseline (no regularizer), seed 0: the diffusion loss as the profile's squared "
-                "error (l2) and as LMNT's L1 (l1), everything else equal",
-        "command": "OMP_NUM_THREADS=1 python -c \"from spectral_lib.experiments import speech; "
-                   "speech.run_loss_comparison('runs/loss_comparison')\"",
-        "commit": commit,
-        "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
-        "configs": {loss: run.config.to_dict() for loss, run in runs.items()},
-        "metrics": {loss: dict(run.metrics) for loss, run in runs.items()},
-    }
-    target = Path(out) if out is not None else results_root() / LOSS_COMPARISON
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, json.dumps(data, indent=1) + "\n")
-    return data
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
