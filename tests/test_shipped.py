@@ -187,6 +187,13 @@ def test_clear_errors_for_missing_corrupt_and_wrong_input(run_dir, tmp_path):
         store.save_arrays("bad", {"x": torch.tensor([float("nan")])})
     with pytest.raises(ValueError, match="float16"):
         store.save_arrays("big", {"x": torch.tensor([1e6])}, dtype="float16")
+    # signals asked for in float16 keep values below its normal range (audio near a zero crossing): absolute error
+    # at most 2**-25; "auto" keeps such values in float32 instead, for spectra spanning many decades
+    quiet = torch.tensor([1e-5, -3e-5, 7e-5, 0.5, -1.0, 1e-9])
+    store.save_arrays("quiet", {"x": quiet}, dtype="float16")
+    store.save_arrays("spectrum", {"x": quiet.abs()})
+    assert torch.allclose(store.load_arrays("quiet")["x"], quiet, rtol=1e-3, atol=2.0**-25)
+    assert torch.allclose(store.load_arrays("spectrum")["x"], quiet.abs(), rtol=1e-6, atol=0)
     with pytest.raises(ShippedResultError, match="no finished run"):
         store.save_run("x", tmp_path)
     store.save_json("table", {"a": 1})

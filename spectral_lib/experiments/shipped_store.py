@@ -115,10 +115,17 @@ def _pack(value: Any, dtype: str) -> Any:
     if dtype == "float32":
         return array.astype(np.float32)
     magnitudes = np.abs(array[array != 0])
-    fits = magnitudes.size == 0 or (magnitudes.min() >= _FLOAT16_RANGE[0] and magnitudes.max() <= _FLOAT16_RANGE[1])
-    if dtype == "float16" and not fits:
-        raise ValueError(f"values of magnitude {magnitudes.min():.3g} to {magnitudes.max():.3g} do not fit float16; "
-                         "pass dtype='auto' or 'float32'")
+    if magnitudes.size == 0:
+        return array.astype(np.float16)
+    if dtype == "float16":
+        # Asked for float16 (signals such as samples in [-1, 1]): an absolute precision. Values below the normal
+        # range become subnormal or 0 (absolute error at most 2**-25, about 3e-8); only overflow is refused.
+        if magnitudes.max() > _FLOAT16_RANGE[1]:
+            raise ValueError(f"values of magnitude up to {magnitudes.max():.3g} overflow float16 (max 65504); "
+                             "pass dtype='auto' or 'float32'")
+        return array.astype(np.float16)
+    # "auto" (spectra, tables of numbers): float16 only where every value keeps ~3 significant digits.
+    fits = magnitudes.min() >= _FLOAT16_RANGE[0] and magnitudes.max() <= _FLOAT16_RANGE[1]
     return array.astype(np.float16 if fits else np.float32)
 
 

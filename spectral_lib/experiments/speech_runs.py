@@ -256,7 +256,7 @@ def train_run(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, fres
               ) -> Any:
     """Train ``config`` into ``out_dir`` (``fresh``: from scratch, replacing a run there; else resume or reuse it),
     write the run's :data:`SUMMARY` and return its :class:`~spectral_lib.experiments.run.RunResult` with the first
-    :data:`SHOWN_CLIPS` samples only (what is shipped; values below float16's normal range flushed to 0)."""
+    :data:`SHOWN_CLIPS` samples only (what is shipped, in float16)."""
     from spectral_lib.experiments.checkpoint import atomic_write_text
     from spectral_lib.experiments.run import run_experiment
 
@@ -269,18 +269,7 @@ def train_run(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, fres
         clips, _, ids = speech.heldout_clips(result.config, len(result.samples))
         summary = vocoder_summary(result.samples, clips, ids)
         atomic_write_text(path, json.dumps(summary, indent=1) + "\n")
-    return dataclasses.replace(result, samples=_float16_safe(result.samples[:SHOWN_CLIPS]))
-
-
-def _float16_safe(samples: torch.Tensor) -> torch.Tensor:
-    """``samples`` with magnitudes below float16's normal range set to 0, so that the shipped store accepts them as
-    float16 (it refuses values it cannot keep to three significant digits). The change is at most 6.1e-5, below
-    float16's own rounding step at the level of speech (about 5e-4 at 0.5) and 84 dB below full scale."""
-    from spectral_lib.experiments.shipped_store import _FLOAT16_RANGE
-
-    out = samples.detach().clone()
-    out[out.abs() < _FLOAT16_RANGE[0]] = 0.0
-    return out
+    return dataclasses.replace(result, samples=result.samples[:SHOWN_CLIPS])
 
 
 def _vocoder_run(name: str, spec: RunSpec, label: str, result: Any, *, shipped: bool) -> VocoderRun:
