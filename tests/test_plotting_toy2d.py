@@ -107,8 +107,8 @@ def test_sampling_paths_thins_long_paths_and_keeps_the_end(points):
     first_path = ddpm_lines[0]  # the polyline of path 0, then its start and end markers
     assert len(first_path.get_xdata()) == len(range(0, 1000, 10)) + 1
     np.testing.assert_allclose(ddpm_lines[2].get_xydata()[0], path[-1, 0].numpy(), rtol=1e-6)  # the end
-    assert "DDPM: 3 paths, every 10th step drawn" in _texts(fig) and "EDM: 3 paths" in _texts(fig)
-    assert "EDM: 200 samples" in _texts(fig) and fig.axes[1].get_legend() is not None
+    assert "DDPM\n3 paths, every 10th step drawn" in _texts(fig) and "EDM\n3 paths" in _texts(fig)
+    assert "EDM\n200 samples" in _texts(fig) and fig.axes[1].get_legend() is not None
     with pytest.raises(ValueError, match="path must be"):
         figures.sampling_paths(points, {"bad": (points, torch.zeros(5, 2))})
     plt = sys.modules.get("matplotlib.pyplot")

@@ -216,11 +216,11 @@ def sampling_paths(data: torch.Tensor, runs: Mapping[str, tuple[torch.Tensor, to
             ax_path.plot(*shown[0, k], "o", ms=3, color=colour)
             ax_path.plot(*shown[-1, k], "*", ms=8, color=colour, mec="k", mew=0.4)
         thinned = f", every {stride}th step drawn" if stride > 1 else ""
-        ax_path.set(title=f"{name}: {shown.shape[1]} paths{thinned}", xlabel="$x_1$", ylabel="$x_2$")
+        ax_path.set(title=f"{name}\n{shown.shape[1]} paths{thinned}", xlabel="$x_1$", ylabel="$x_2$")
         _square(ax_path, path_limit)
         s = _points(samples, f"{name} samples")
         _scatter_on_data(ax_samples, d, s, label=True)
-        ax_samples.set(title=f"{name}: {len(s)} samples", xlabel="$x_1$", ylabel="$x_2$")
+        ax_samples.set(title=f"{name}\n{len(s)} samples", xlabel="$x_1$", ylabel="$x_2$")
     axes[0, 1].legend(loc="lower left", fontsize=8, markerscale=5)
     fig.suptitle("Sampling from the same noise: paths (circle = start, star = end) and samples")
     return fig
