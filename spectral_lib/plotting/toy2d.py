@@ -80,7 +80,7 @@ def forward_process(rows: Mapping[str, Mapping[str, torch.Tensor]], title: str, 
         raise ValueError("rows must map each row name to a non-empty {panel title: points}")
     limits = dict(limits or {})
     ncols = max(len(panels) for panels in rows.values())
-    fig = BookFigure(figsize=(2.1 * ncols, 2.25 * len(rows) + 0.4), layout="constrained")
+    fig = BookFigure(figsize=(1.85 * ncols, 2.0 * len(rows) + 0.4), layout="constrained")
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for r, (row, panels) in enumerate(rows.items()):
         for c, (name, cloud) in enumerate(panels.items()):
@@ -173,7 +173,7 @@ def estimates_grid(data: torch.Tensor, estimates: Mapping[str, Mapping[str, torc
         raise ValueError("estimates must map each row name to a non-empty {panel title: points}")
     d = _points(data, "data")
     ncols = max(len(panels) for panels in estimates.values())
-    fig = BookFigure(figsize=(2.1 * ncols, 2.3 * len(estimates) + 0.4), layout="constrained")
+    fig = BookFigure(figsize=(1.85 * ncols, 2.05 * len(estimates) + 0.4), layout="constrained")
     axes = fig.subplots(len(estimates), ncols, squeeze=False)
     for r, panels in enumerate(estimates.values()):
         for c, (name, points) in enumerate(panels.items()):

@@ -63,9 +63,10 @@ def two_lenses(signal: Sequence[float] | np.ndarray, levels: int, *, edges: Sequ
         raise ValueError(f"signal must be (T,) with T >= 2^levels = {2**levels}, got shape {x.shape}")
     coeffs = pywt.wavedec(x, wavelet, level=levels, mode="periodization")  # [a_L, d_L, ..., d_1]
     n = np.arange(x.size)
-    fig = BookFigure(figsize=(13, 4.2), layout="constrained")
-    grid = fig.add_gridspec(levels, 3)
-    ax_signal, ax_fourier = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[:, 1])
+    fig = BookFigure(figsize=(10, 6), layout="constrained")
+    outer = fig.add_gridspec(1, 2)
+    left, right = outer[0].subgridspec(2, 1), outer[1].subgridspec(levels, 1)
+    ax_signal, ax_fourier = fig.add_subplot(left[0]), fig.add_subplot(left[1])
     ax_signal.step(n, x, where="mid")
     ax_signal.set(title="signal", xlabel="position n (samples)", ylabel="value")
     ax_fourier.stem(np.fft.rfftfreq(x.size), np.abs(np.fft.rfft(x, norm="ortho")))
@@ -73,7 +74,7 @@ def two_lenses(signal: Sequence[float] | np.ndarray, levels: int, *, edges: Sequ
                    ylabel="amplitude |X(f)|")
     ax = ax_signal
     for row, (level, detail) in enumerate(zip(range(levels, 0, -1), coeffs[1:])):
-        ax = fig.add_subplot(grid[row, 2])
+        ax = fig.add_subplot(right[row])
         width = x.size / detail.size  # samples per coefficient, 2^level
         ax.bar(np.arange(detail.size) * width, detail, width=width, align="edge", edgecolor="k", linewidth=0.3)
         for edge in edges:
@@ -84,7 +85,7 @@ def two_lenses(signal: Sequence[float] | np.ndarray, levels: int, *, edges: Sequ
         if row == 0:
             ax.set_title(f"{wavelet} detail coefficients, one row per level")
     ax.set_xlabel("position n (samples)" + ("; red: the edges" if edges else ""))
-    fig.suptitle("One signal, two lenses: the Fourier amplitude has no position axis; the wavelet details do")
+    fig.suptitle("One signal, two lenses: Fourier amplitudes have no position axis, wavelet details do")
     return fig
 
 
@@ -127,7 +128,7 @@ def subband_mosaic(image: torch.Tensor | np.ndarray, levels: int, *, wavelet: st
 
 
 def image_grid(panels: Mapping[str, torch.Tensor | np.ndarray], title: str, *, ncols: int = 3,
-               size: float = 3.4) -> Figure:
+               size: float = 3.2) -> Figure:
     """Images ``{panel title: image}`` on the grey scale ``[-1, 1]``, ``ncols`` per row, under ``title``."""
     if not panels:
         raise ValueError("panels is empty; expected {title: image}")
@@ -148,7 +149,7 @@ def image_grid(panels: Mapping[str, torch.Tensor | np.ndarray], title: str, *, n
 
 def filter_taps(wavelets: Sequence[str] = ("haar", "bior1.3")) -> Figure:
     """The four filters of each wavelet (analysis and synthesis, low- and high-pass) as stem plots, one row each."""
-    fig = BookFigure(figsize=(13, 2.6 * len(wavelets) + 0.4), layout="constrained")
+    fig = BookFigure(figsize=(11, 2.7 * len(wavelets) + 0.4), layout="constrained")
     axes = fig.subplots(len(wavelets), 4, sharey=True, squeeze=False)
     for row, name in enumerate(wavelets):
         w = pywt.Wavelet(name)
