@@ -141,12 +141,24 @@ def test_arrays_and_json_round_trip_with_key_and_dependencies(run_dir, tmp_path,
     calls = []
     ShippedResults(CHAPTER, "cpu", root=tmp_path).arrays("ddim", lambda: calls.append(1) or values, key={"steps": 5})
     assert calls == [1], "a new key recomputes"
+    ShippedResults(CHAPTER, "cpu", root=tmp_path).arrays("ddim", lambda: calls.append(2) or values)
+    assert calls == [1, 2], "no key where one was stored recomputes too"
 
     table = {"rows": [["haar", 0.5]], "seeds": (0, 1)}
     assert ShippedResults(CHAPTER, "cpu", root=tmp_path).json("table", lambda: table, depends_on=["haar"]) == \
         {"rows": [["haar", 0.5]], "seeds": [0, 1]}
     assert ShippedResults(CHAPTER, "cpu", root=tmp_path).json("table", _never)["seeds"] == [0, 1]
     assert Shipped(CHAPTER, root=tmp_path).load_json("table") == {"rows": [["haar", 0.5]], "seeds": [0, 1]}
+
+
+def test_a_derived_entry_that_needs_a_checkpoint_of_a_shipped_run_says_so(run_dir, tmp_path, notes):
+    from spectral_lib.experiments.run import sample_run
+
+    Shipped(CHAPTER, root=tmp_path).save_run("haar", _load(run_dir))
+    switch = ShippedResults(CHAPTER, "cpu", root=tmp_path)
+    restored = switch.run("haar", _config(), _never)
+    with pytest.raises(ShippedResultError, match=r"'haar'.*hold none.*retrain = True"):
+        switch.arrays("more", lambda: {"samples": sample_run(restored.out_dir, n=2)}, depends_on=["haar"])
 
 
 def test_derived_entries_go_stale_with_their_run(run_dir, tmp_path, monkeypatch):
