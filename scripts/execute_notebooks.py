@@ -32,6 +32,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+BOOK_DIRS = ("_static",)
+"""Folders beside _config.yml that the book needs (``_static``: the book's CSS)."""
 REMOVED_ON_PAGE = ("injected-parameters", "parameters", "colab-setup")
 """Cell tags whose cells the rendered page leaves out (``remove-cell`` is added after execution)."""
 RETRAIN_ENV = "SPECTRAL_RETRAIN"
@@ -78,6 +80,10 @@ def copy_sources(out: Path, root: Path = ROOT) -> None:
     """
     for name in BOOK_FILES:
         _copy_atomic(root / name, out / name)
+    for folder in BOOK_DIRS:
+        for src in (root / folder).rglob("*") if (root / folder).is_dir() else []:
+            if src.is_file():
+                _copy_atomic(src, out / src.relative_to(root))
     for src in (root / "book").rglob("*"):
         rel = src.relative_to(root)
         if src.is_dir() or ".ipynb_checkpoints" in rel.parts or "runs" in rel.parts or src.suffix == ".ipynb":

@@ -95,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             mode, copies = case.split(":")
             result = run_case(mode, int(copies), args.seconds, registry)
             rates = ", ".join(f"{w['steps_per_s']:.2f}" for w in result["workers"])
-            cpu = ", ".join(f"{w['cpu_s']:.0f}/{w['wall_s']:.0f}" for w in result["workers"])
+            cpu = ", ".join(f"{w['cpu_s']:.0f}/{w['wall_s']:.0f} ({w['cpu_s'] / max(w['steps'], 1):.2f} per step)"
+                            for w in result["workers"])
             threads = ", ".join("/".join(map(str, w["threads"])) for w in result["workers"])
             lb, la = result["load_before"], result["load_after"]
-            print(f"{mode:8s} x{copies}: steps/s {rates} | CPU s / wall s {cpu} | threads {threads} | "
-                  f"load avg (1 min) {lb[0]:.2f} -> {la[0]:.2f}", flush=True)
+            total = sum(w["steps_per_s"] for w in result["workers"])
+            print(f"{mode:8s} x{copies}: steps/s {rates} (total {total:.2f}) | CPU s / wall s {cpu} | "
+                  f"threads {threads} | load avg (1 min) {lb[0]:.2f} -> {la[0]:.2f}", flush=True)
     return 0
 
 

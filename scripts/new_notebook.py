@@ -28,7 +28,7 @@ def opening_cells(title: str, *, trains: bool = False) -> list:
         'profile = "cpu"'
     )
     if trains:
-        parameters += "\nretrain = False  # at cpu: train afresh instead of reading the shipped results (make book RETRAIN=1)"
+        parameters += "\nretrain = False  # at cpu: train afresh instead of reading the shipped results (RETRAIN=1)"
     return [
         new_markdown_cell(f"# {title}"),
         new_markdown_cell(

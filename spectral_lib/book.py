@@ -63,9 +63,10 @@ METADATA_KEY = "spectral_book"
 
 _STATE: dict[str, Any] = {"profile": None}
 
+_SMOKE_TITLE = "Smoke build: the numbers on this page mean nothing"
 _SMOKE_BANNER = (
-    "<strong>Smoke build: the numbers on this page mean nothing.</strong> "
-    "It was executed at the <code>smoke</code> profile, a seconds-long plumbing check with tiny models and data: "
+    "This page was executed at the <code>smoke</code> profile, a seconds-long plumbing check with tiny models and "
+    "data: "
     "its figures and tables show that the code runs, not what the method does. Findings quoted from the shipped "
     "<code>cpu</code> results still hold; run the page with <code>profile = \"cpu\"</code> to see real results."
 )
@@ -197,7 +198,7 @@ def page_header(profile: str, *, show: bool = True) -> None:
         f"(torch {html.escape(info['torch'])}, {info['threads']} thread{'s' if info['threads'] != 1 else ''}) · "
         f"commit <code>{html.escape(info['commit'])}</code>{changes}"
     )
-    parts = [_admonition("warning", "Smoke build", _SMOKE_BANNER)] if profile == "smoke" else []
+    parts = [_admonition("warning", _SMOKE_TITLE, _SMOKE_BANNER)] if profile == "smoke" else []
     parts.append(f'<p class="page-build-info" style="font-size: 0.85em; color: #555;">{line}</p>')
     plain = f"Built at profile {profile}, {info['date']}, {info['hardware']}, commit {info['commit']}{changes}"
     if profile == "smoke":

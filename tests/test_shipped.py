@@ -141,6 +141,8 @@ def test_arrays_and_json_round_trip_with_key_and_dependencies(run_dir, tmp_path,
     calls = []
     ShippedResults(CHAPTER, "cpu", root=tmp_path).arrays("ddim", lambda: calls.append(1) or values, key={"steps": 5})
     assert calls == [1], "a new key recomputes"
+    ShippedResults(CHAPTER, "cpu", root=tmp_path).arrays("ddim", lambda: calls.append(2) or values)
+    assert calls == [1, 2], "no key where one was stored recomputes too"
 
     table = {"rows": [["haar", 0.5]], "seeds": (0, 1)}
     assert ShippedResults(CHAPTER, "cpu", root=tmp_path).json("table", lambda: table, depends_on=["haar"]) == \
@@ -149,13 +151,24 @@ def test_arrays_and_json_round_trip_with_key_and_dependencies(run_dir, tmp_path,
     assert Shipped(CHAPTER, root=tmp_path).load_json("table") == {"rows": [["haar", 0.5]], "seeds": [0, 1]}
 
 
+def test_a_derived_entry_that_needs_a_checkpoint_of_a_shipped_run_says_so(run_dir, tmp_path, notes):
+    from spectral_lib.experiments.run import sample_run
+
+    Shipped(CHAPTER, root=tmp_path).save_run("haar", _load(run_dir))
+    switch = ShippedResults(CHAPTER, "cpu", root=tmp_path)
+    restored = switch.run("haar", _config(), _never)
+    with pytest.raises(ShippedResultError, match=r"'haar'.*hold none.*retrain = True"):
+        switch.arrays("more", lambda: {"samples": sample_run(restored.out_dir, n=2)}, depends_on=["haar"])
+
+
 def test_derived_entries_go_stale_with_their_run(run_dir, tmp_path, monkeypatch):
     store = Shipped(CHAPTER, root=tmp_path)
     store.save_run("haar", _load(run_dir))
     store.save_json("table", {"a": 1}, depends_on=["haar"])
     monkeypatch.setitem(shipped.RESULT_VERSIONS, "checkerboard", 2)
     stale = shipped.stale_entries(tmp_path)
-    assert set(stale) == {f"{CHAPTER}/haar", f"{CHAPTER}/table"} and "depends on run 'haar'" in stale[f"{CHAPTER}/table"]
+    assert set(stale) == {f"{CHAPTER}/haar", f"{CHAPTER}/table"}
+    assert "depends on run 'haar'" in stale[f"{CHAPTER}/table"]
 
 
 def test_clear_errors_for_missing_corrupt_and_wrong_input(run_dir, tmp_path):
@@ -199,7 +212,8 @@ def test_shipped_results_in_the_repository_are_compact():
     files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
     total = sum(p.stat().st_size for p in files)
     assert total < 30 * 2**20, f"results/ holds {total / 2**20:.1f} MB; keep it under 30 MB"
-    too_big = [f"{p.relative_to(root)} ({p.stat().st_size / 2**20:.1f} MB)" for p in files if p.stat().st_size > 5 * 2**20]
+    too_big = [f"{p.relative_to(root)} ({p.stat().st_size / 2**20:.1f} MB)" for p in files
+               if p.stat().st_size > 5 * 2**20]
     assert not too_big, f"single files over 5 MB in results/: {too_big}"
     weights = [str(p.relative_to(root)) for p in files if p.suffix in (".pt", ".pth", ".ckpt", ".pkl", ".safetensors")]
     assert not weights, f"results/ must not hold checkpoints or pickles: {weights}"

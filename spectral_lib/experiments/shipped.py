@@ -167,7 +167,7 @@ class ShippedResults:
                 load = self.store.load_arrays if kind == "arrays" else self.store.load_json
                 return load(name, on_stale="ignore")
             self._fresh(name, reason or f"not a {kind} entry")
-        value = compute()
+        value = self._compute(name, compute, depends_on)
         if not self.shipping:
             return _as_tensors(value) if kind == "arrays" else _jsonable(value)
         self.computed.append(name)
@@ -176,6 +176,22 @@ class ShippedResults:
             return self.store.load_arrays(name, on_stale="ignore")
         self.store.save_json(name, value, key=key, depends_on=depends_on)
         return self.store.load_json(name, on_stale="ignore")
+
+    def _compute(self, name: str, compute: Callable[[], Any], depends_on: tuple[str, ...]) -> Any:
+        """``compute()``, with a clear error when it needs the checkpoint of a run that was read back shipped."""
+        from spectral_lib.experiments.checkpoint import CheckpointError
+
+        try:
+            return compute()
+        except CheckpointError as exc:
+            shipped_runs = [r for r in depends_on if r in self.restored] or self.restored
+            if not shipped_runs:
+                raise
+            raise ShippedResultError(
+                f"{name!r} of chapter {self.store.chapter} must be computed afresh, and it needs a checkpoint, but "
+                f"the run(s) {', '.join(map(repr, shipped_runs))} were read back from the shipped results, which "
+                f"hold none ({exc}). Execute the chapter with retrain = True (make book RETRAIN=1)."
+            ) from exc
 
     def _restored(self, name: str) -> None:
         self.restored.append(name)

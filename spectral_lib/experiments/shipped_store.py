@@ -40,6 +40,9 @@ RUN_FILES = ("config.json", "metrics.json", "log.jsonl")
 _FLOAT16_RANGE = (6.2e-5, 6.0e4)  # normal float16 magnitudes: values inside keep ~3 significant digits
 
 
+_UNSET = object()
+
+
 class ShippedResultError(ValueError):
     """A shipped result is missing, corrupt or stale; the message names the file and what to run."""
 
@@ -239,13 +242,14 @@ class Shipped:
             samples = torch.load(source / "samples.pt", map_location="cpu", weights_only=True)
         config = ExperimentConfig.from_dict(_read_json(source / "config.json"))
         target = self.folder / _check_name(name)
-        if target.resolve() != source.resolve():
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            for path in sorted(source.glob("*.json")) + [source / "log.jsonl"]:
-                if path.is_file():
-                    shutil.copy2(path, target / path.name)
-            _save_npz(target / "samples.npz", {"samples": samples}, "float16")
+        if target.resolve() == source.resolve():
+            return target  # already this shipped entry: keep its provenance
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for path in sorted(source.glob("*.json")) + [source / "log.jsonl"]:
+            if path.is_file():
+                shutil.copy2(path, target / path.name)
+        _save_npz(target / "samples.npz", {"samples": samples}, "float16")
         metrics = _read_json(source / "metrics.json")
         self._record(name, {"kind": "run", "fingerprint": run_fingerprint(config), "recipe": _recipe(config),
                             "wall_time_s": metrics.get("wall_time_s")})
@@ -305,11 +309,12 @@ class Shipped:
 
     # -------------------------------------------------------------------------------------- staleness
 
-    def stale_reason(self, name: str, *, config: Any = None, key: Any = None) -> str | None:
+    def stale_reason(self, name: str, *, config: Any = None, key: Any = _UNSET) -> str | None:
         """Why ``name`` no longer answers what is asked (``None``: it is current).
 
         A run is compared with ``config`` when given (the chapter's request), else with what its recipe gives under
-        today's profile; arrays and JSON with ``key`` when given, and through the runs they depend on.
+        today's profile; arrays and JSON with ``key`` when given (``None`` included), and through the runs they
+        depend on.
         """
         entries = self.entries()
         if name not in entries:
@@ -326,7 +331,7 @@ class Shipped:
                     return f"its configuration cannot be rebuilt any more ({exc})"
             diff = _differences(entry["fingerprint"], run_fingerprint(config))
             return f"configuration changed ({_describe(diff)})" if diff else None
-        if key is not None and _jsonable(key) != entry.get("key"):
+        if key is not _UNSET and _jsonable(key) != entry.get("key"):
             return f"key changed (shipped {entry.get('key')!r}, now {_jsonable(key)!r})"
         for run in entry.get("depends_on", []):
             reason = self.stale_reason(run)

@@ -56,7 +56,8 @@ def cutoff_grid(image: torch.Tensor, cutoffs: Sequence[float]) -> Figure:
     for col, cutoff in enumerate(cutoffs):
         axes[0, col].imshow(lowpass(x, cutoff)[0, 0].numpy(), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
         axes[0, col].set_title(f"low-pass, |f| ≤ {cutoff}")
-        axes[1, col].imshow(highpass(x, cutoff)[0, 0].numpy(), cmap="gray", vmin=-0.5, vmax=0.5, interpolation="nearest")
+        axes[1, col].imshow(highpass(x, cutoff)[0, 0].numpy(), cmap="gray", vmin=-0.5, vmax=0.5,
+                            interpolation="nearest")
         axes[1, col].set_title(f"high-pass, |f| > {cutoff}")
         for ax in axes[:, col]:
             ax.set_xticks([])
