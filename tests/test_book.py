@@ -61,14 +61,12 @@ def test_placeholder_pattern_catches_what_it_should():
 # expected to fail for them (strict xfail: a converted chapter left in a list fails, so take it out). Chapter
 # engineers: convert, run `python scripts/check_prose_numbers.py book/NN_*.ipynb`, then remove the entry.
 PAGE_ORDER_PENDING = {
-    "book/03_wavelet_lens.ipynb", "book/04_diffusion_in_a_few_lines.ipynb", "book/05_checkerboard.ipynb",
-    "book/06_ablation.ipynb", "book/07_faces.ipynb", "book/08_speech.ipynb", "book/09_diffusers.ipynb",
-    "book/10_cost.ipynb",
+    "book/03_wavelet_lens.ipynb", "book/04_diffusion_in_a_few_lines.ipynb", "book/07_faces.ipynb",
+    "book/08_speech.ipynb", "book/09_diffusers.ipynb", "book/10_cost.ipynb",
 }
 PROSE_NUMBERS_PENDING = {
-    "book/03_wavelet_lens.ipynb", "book/04_diffusion_in_a_few_lines.ipynb", "book/05_checkerboard.ipynb",
-    "book/06_ablation.ipynb", "book/07_faces.ipynb", "book/08_speech.ipynb", "book/09_diffusers.ipynb",
-    "book/10_cost.ipynb",
+    "book/03_wavelet_lens.ipynb", "book/04_diffusion_in_a_few_lines.ipynb", "book/07_faces.ipynb",
+    "book/08_speech.ipynb", "book/09_diffusers.ipynb", "book/10_cost.ipynb",
 }
 TIME_LINE = re.compile(r"^\*\*Time:\*\*.*\bsmoke\b.*\bcpu\b.*\*\*GPU:\*\*\s*\S", re.MULTILINE)
 

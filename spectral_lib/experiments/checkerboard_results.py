@@ -25,10 +25,12 @@ except for the seed check, whose JSON carries :data:`SCORES_VERSION` in its key.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 
@@ -37,6 +39,8 @@ from spectral_lib.experiments.ablation import (
     ABLATION_SEEDS,
     COMPARISON_SEEDS,
     DDIM_ETAS,
+    DISPLAY_NAMES,
+    pointwise_loss_at_end,
     Variant,
     ablation_variants,
     checkerboard_scores,
@@ -49,7 +53,8 @@ from spectral_lib.experiments.ablation import (
 from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
 from spectral_lib.experiments.shipped import SHIPPED_PROFILE, ShippedResultError, ShippedResults, run_fingerprint
 
-__all__ = ["CHAPTER_5", "CHAPTER_6", "SCORES_VERSION", "run_name", "compared", "CheckerboardStudy"]
+__all__ = ["CHAPTER_5", "CHAPTER_6", "SCORES_VERSION", "SWEEP_SAMPLERS", "run_name", "spectral_lambda",
+           "variant_name", "compared", "listed", "float16_safe", "SweepPoint", "CheckerboardStudy"]
 
 CHAPTER_5 = "05_checkerboard"
 CHAPTER_6 = "06_ablation"
@@ -62,6 +67,40 @@ _SEEDS = {CHAPTER_5: COMPARISON_SEEDS, CHAPTER_6: ABLATION_SEEDS}
 def run_name(config: ExperimentConfig) -> str:
     """The name a run is shipped under: its run folder's (:func:`~.ablation.variant_dir`)."""
     return variant_dir("", config).name
+
+
+def spectral_lambda(config: ExperimentConfig) -> float:
+    """The weight of the spectral term a run trained with: its λ, or 0 for the baseline (which ignores λ)."""
+    return 0.0 if config.regularizer == "none" else float(config.lambda_spec)
+
+
+def variant_name(variant: Variant, config: ExperimentConfig | None = None) -> str:
+    """A variant's name in tables and legends: the regularizer's :data:`~.ablation.DISPLAY_NAMES` entry, with λ
+    (``config``'s, when the variant leaves it to the profile) for a spectral term, e.g. ``"Haar wavelet, λ=0.3"``."""
+    name = DISPLAY_NAMES[variant.regularizer]
+    lam = variant.lambda_spec if config is None else config.lambda_spec
+    return name if variant.regularizer == "none" or lam is None else f"{name}, λ={lam:g}"
+
+
+_FLOAT16_SMALLEST = 6.2e-5  # the smallest magnitude the shipped store writes as float16 (normal float16 from 6.1e-5)
+
+
+def float16_safe(samples: torch.Tensor) -> torch.Tensor:
+    """``samples`` with every non-zero magnitude below the normal float16 range raised to its edge, sign kept.
+
+    Samples in ``[-1, 1]`` cross zero, so a few pixels of a run land within ``6e-5`` of it; the shipped store refuses
+    to write those as float16. The nudge (at most ``6.2e-5``) keeps every pixel's sign, hence every score.
+    """
+    small = (samples != 0) & (samples.abs() < _FLOAT16_SMALLEST)
+    return torch.where(small, torch.sign(samples) * _FLOAT16_SMALLEST, samples)
+
+
+def listed(values: Mapping[float, float], fmt: str, symbol: str = "λ") -> str:
+    """``"0.45 at λ = 0.1, 0.58 at λ = 0.3 and 0.75 at λ = 1"`` for ``{λ: value}`` (sorted by λ), for prose."""
+    parts = [f"{format(v, fmt)} at {symbol} = {k:g}" for k, v in sorted(values.items())]
+    if not parts:
+        raise ValueError("listed needs at least one value")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def compared(value: float, other: float, *, tolerance: float) -> str:
@@ -82,6 +121,19 @@ def _digest(config: ExperimentConfig) -> str:
 def _variant_key(variant: Variant) -> str:
     lam = "profile" if variant.lambda_spec is None else f"{variant.lambda_spec:g}"
     return f"{variant.regularizer}|{lam}|{variant.formulation or 'profile'}"
+
+
+SWEEP_SAMPLERS = {"edm": "EDM, Heun", "ddpm": "DDPM, ancestral", "ddim": "DDPM, DDIM η=0"}
+"""Names of the samplers in chapter 6's formulation comparison (DDIM: DDPM's networks sampled with η = 0)."""
+
+
+class SweepPoint(NamedTuple):
+    """One run of a sweep: its λ (0 for the baseline), scores, pointwise loss at the end of training and wall time."""
+
+    lam: float
+    scores: dict[str, float]
+    loss: float
+    wall_time: float
 
 
 class CheckerboardStudy:
@@ -145,7 +197,7 @@ class CheckerboardStudy:
         config = self.variant_config(variant, seed)
         name = run_name(config)
         if self.shared is not None and self.shared.owns(name):
-            return self.shared.run(variant, seed)
+            return self.shared._shared_run(variant, seed)
         if self.read_only:
             self.sources[name] = "shipped"
             return self.store.load_run(name, on_stale="warn")
@@ -157,9 +209,23 @@ class CheckerboardStudy:
             self.sources[name] = "run folder (cache)" if result.cached else "trained now"
         return result
 
+    def _shared_run(self, variant: Variant, seed: int) -> Any:
+        """:meth:`run` for another chapter's page: a current shipped run is read from the store directly, so that
+        the page shows one "shipped results" note (its own chapter's), not one per chapter."""
+        config = self.variant_config(variant, seed)
+        name = run_name(config)
+        quiet = self.switch.shipping and not self.switch.retrain and not self.read_only
+        if quiet and self.store.stale_reason(name, config=config) is None:
+            self.sources[name] = "shipped"
+            return self.store.load_run(name, on_stale="ignore")
+        return self.run(variant, seed)
+
     def _train(self, variant: Variant, seed: int) -> Any:
-        return run_variant(variant, profile=self.profile, root=self.runs_root, seed=seed, progress=self.progress,
-                           replace_stale=True)
+        result = run_variant(variant, profile=self.profile, root=self.runs_root, seed=seed, progress=self.progress,
+                             replace_stale=True)
+        if self.switch.shipping:
+            result = dataclasses.replace(result, samples=float16_safe(result.samples))
+        return result
 
     def comparison(self) -> dict[str, Any]:
         """Chapter 5's runs: ``{regularizer: RunResult}`` for :func:`~.ablation.comparison_variants`."""
@@ -175,10 +241,13 @@ class CheckerboardStudy:
 
     def plan(self) -> list[tuple[Variant, str, str]]:
         """``(variant, run name, what happens)`` for every run of chapter 6's grid, before anything runs."""
-        rows = []
+        rows, seen = [], set()
         for variant in ablation_variants(self.profile):
             config = self.variant_config(variant)
             name = run_name(config)
+            if name in seen:  # e.g. the EDM pair of the formulation comparison: the sweep's runs
+                continue
+            seen.add(name)
             shared = self.shared is not None and self.shared.owns(name)
             status = (self.shared if shared else self)._status(name, config)
             rows.append((variant, name, status + (" (chapter 5's run)" if shared else "")))
@@ -190,6 +259,31 @@ class CheckerboardStudy:
             return "shipped result" if reason is None else f"trains now: {reason}"
         finished = (variant_dir(self.runs_root, config) / "metrics.json").exists()
         return "run folder (cache)" if finished else "trains now"
+
+    def points(self, runs: Mapping[Variant, Any]) -> dict[Variant, SweepPoint]:
+        """``{Variant: SweepPoint}`` of runs (:meth:`sweep`): λ, scores, pointwise loss at the end, wall time."""
+        return {v: SweepPoint(spectral_lambda(r.config), self.scores(r.samples), pointwise_loss_at_end(r),
+                              r.wall_time) for v, r in runs.items()}
+
+    def sampler_sets(self, runs: Mapping[Variant, Any],
+                     ddim: Mapping[tuple[Variant, float], torch.Tensor]) -> dict[tuple[str, str], tuple[Any, Any]]:
+        """Chapter 6's formulation comparison by sampler: ``{(sampler, variant name): (samples, run)}``, each EDM
+        run with its Heun samples, each DDPM run with its ancestral samples and with DDIM's (η = 0, from
+        :meth:`ddim_samples`). Sampler names: :data:`SWEEP_SAMPLERS`."""
+        out = {}
+        for v, r in runs.items():
+            name = variant_name(v, r.config)
+            if r.config.formulation == "edm":
+                out[SWEEP_SAMPLERS["edm"], name] = (r.samples, r)
+            else:
+                out[SWEEP_SAMPLERS["ddpm"], name] = (r.samples, r)
+                out[SWEEP_SAMPLERS["ddim"], name] = (ddim[v, 0.0], r)
+        return out
+
+    def sampler_rows(self, sets: Mapping[tuple[str, str], tuple[Any, Any]]) -> list[tuple[str, str, dict, float]]:
+        """``(sampler, model, scores, pointwise loss of the network)`` per entry of :meth:`sampler_sets`."""
+        return [(sampler, name, self.scores(x), pointwise_loss_at_end(run))
+                for (sampler, name), (x, run) in sets.items()]
 
     # -------------------------------------------------------------------------------------- derived results
 
@@ -234,7 +328,8 @@ class CheckerboardStudy:
         depends_on = sorted({run_name(self.variant_config(v)) for v, _ in requests})
 
         def compute() -> dict[str, torch.Tensor]:
-            return {k: sample_with(self._train(v, 0), "ddim", eta=eta) for k, (v, eta) in names.items()}
+            return {k: float16_safe(sample_with(self._train(v, 0), "ddim", eta=eta))
+                    for k, (v, eta) in names.items()}
 
         arrays = self._derived("ddim_samples", "arrays", compute, key, depends_on)
         return {names[k]: arrays[k] for k in names}

@@ -33,6 +33,8 @@ __all__ = [
     "setup_table",
     "runs_table",
     "scores_table",
+    "sweep_table",
+    "sampler_table",
     "seed_table",
     "grid_rows",
     "row_profiles",
@@ -144,6 +146,22 @@ def scores_table(
     return {"header": header, "rows": table, "formats": formats}
 
 
+def sweep_table(rows: Sequence[tuple[str, float, Mapping[str, float], float, float]]) -> dict[str, list]:
+    """Chapter 6's λ sweep: per row ``(regularizer, λ, scores, pointwise loss at the end of training, wall time in
+    seconds)``."""
+    return scores_table([((name, lam), scores, (loss, wall)) for name, lam, scores, loss, wall in rows],
+                        leading=[("regularizer", ""), ("λ", "g")],
+                        trailing=[("pointwise loss", ".4f"), ("wall time (s)", ".0f")])
+
+
+def sampler_table(rows: Sequence[tuple[str, str, Mapping[str, float], float]]) -> dict[str, list]:
+    """Chapter 6's formulation comparison: per row ``(formulation and sampler, regularizer, scores, pointwise loss
+    of the network at the end of training)``."""
+    return scores_table([((sampler, name), scores, (loss,)) for sampler, name, scores, loss in rows],
+                        leading=[("formulation, sampler", ""), ("regularizer", "")],
+                        trailing=[("pointwise loss of the network", ".4f")])
+
+
 def seed_table(
     check: Mapping[str, Mapping[int, Mapping[str, float]]],
     keys: Sequence[tuple[str, str, str]] = (("clean_share", "clean boards", ".2f"),
@@ -178,6 +196,7 @@ def grid_rows(
     nrow: int = 4,
     panel: float = 2.4,
     row_labels: Sequence[str] | None = None,
+    max_width: float = 10.0,
 ) -> Figure:
     """Panels of sample grids in rows: ``rows[i][j] = (panel title, samples (B, C, H, W) in [-1, 1])`` or ``None``
     (an empty cell). Each panel tiles its samples ``nrow`` across; the figure's height follows the grids' aspect,
@@ -187,19 +206,21 @@ def grid_rows(
         rows: the panels, row by row (rows may be shorter than the longest).
         title: the figure's title; the number of samples per panel and their size are added to it.
         nrow: samples across in each panel.
-        panel: width of one panel in inches.
+        panel: width of one panel in inches (less when ``max_width`` asks for it).
+        max_width: the figure's largest width in inches, so that the page does not shrink it.
     """
-    rows = [[None if c is None else (_wrap(c[0], panel), c[1]) for c in r] for r in rows]
-    cells = [c for r in rows for c in r if c is not None]
-    if not cells:
+    if not any(c is not None for r in rows for c in r):
         raise ValueError("grid_rows needs at least one panel")
     ncols = max(len(r) for r in rows)
+    label_in = 0.35 if row_labels else 0.0
+    panel = min(panel, (max_width - label_in) / ncols)
+    rows = [[None if c is None else (_wrap(c[0], panel), c[1]) for c in r] for r in rows]
+    cells = [c for r in rows for c in r if c is not None]
     first = torch.as_tensor(cells[0][1])
     grid = make_grid(first, nrow=nrow)
     aspect = grid.shape[0] / grid.shape[1]
     lines = max(c[0].count("\n") + 1 for c in cells)
     height = len(rows) * ((panel - _PAD_IN) * aspect + lines * _TITLE_IN) + _SUPTITLE_IN
-    label_in = 0.35 if row_labels else 0.0
     fig = BookFigure(figsize=(ncols * panel + label_in, height), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     axes = fig.subplots(len(rows), ncols, squeeze=False)
