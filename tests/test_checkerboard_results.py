@@ -147,7 +147,9 @@ def test_plan_says_what_will_train_and_what_is_shipped(tiny_cpu):
     before = {name: status for _, name, status in ch6.plan()}
     assert all(status.startswith("trains now") for status in before.values())
     ch6.sweep()
-    after = {name: status for _, name, status in ch6.plan()}
+    plan = ch6.plan()
+    assert len({name for _, name, _ in plan}) == len(plan), "each run once"
+    after = {name: status for _, name, status in plan}
     assert after[run_name(ch6.variant_config(Variant("none")))] == "shipped result (chapter 5's run)"
     assert after[run_name(ch6.variant_config(Variant("wavelet", 0.5)))] == "shipped result"
     assert after[run_name(ch6.variant_config(Variant("none", None, "ddpm")))].startswith("trains now")
@@ -171,3 +173,39 @@ def test_every_seed_check_variant_is_trained_by_its_chapter():
         assert all(0 in seeds for seeds in ablation.ABLATION_SEEDS[profile].values())
     assert ablation.COMPARISON_SEEDS["cpu"] == {Variant("none"): (0, 1, 2, 3), Variant("wavelet"): (0, 1, 2, 3),
                                                Variant("fourier_amp"): (0, 1)}
+
+
+def test_prose_helpers():
+    from spectral_lib.experiments.checkerboard_results import compared, float16_safe, listed, spectral_lambda
+    from spectral_lib.experiments.checkerboard_results import variant_name
+
+    assert listed({1.0: 0.75, 0.1: 0.451}, ".2f") == "0.45 at λ = 0.1 and 0.75 at λ = 1"
+    assert listed({0.5: 0.8}, ".2f", symbol="η") == "0.80 at η = 0.5"
+    with pytest.raises(ValueError):
+        listed({}, ".2f")
+    assert compared(0.5, 0.45, tolerance=0.02) == "more than" and compared(0.4, 0.45, tolerance=0.02) == "fewer than"
+    assert compared(0.46, 0.45, tolerance=0.02) == "about as many as"
+    cpu = profiles.get_profile("checkerboard", "cpu")
+    assert spectral_lambda(cpu) == 0.0 and spectral_lambda(cpu.replace(regularizer="wavelet", lambda_spec=0.3)) == 0.3
+    assert variant_name(Variant("wavelet", 0.3)) == "Haar wavelet, λ=0.3"
+    assert variant_name(Variant("wavelet"), cpu) == f"Haar wavelet, λ={cpu.lambda_spec:g}"
+    assert variant_name(Variant("none", 0.3)) == "baseline (MSE only)"
+    x = torch.tensor([0.0, 1e-6, -3e-5, 0.5, -1.0])
+    safe = float16_safe(x)
+    assert torch.equal(torch.sign(safe), torch.sign(x)) and float(safe.abs()[1:3].min()) > 6.2e-5
+    assert torch.equal(safe[[0, 3, 4]], x[[0, 3, 4]])
+    import numpy as np
+
+    from spectral_lib.experiments.shipped_store import _pack
+
+    assert _pack(safe, "float16").dtype == np.float16  # what the shipped store accepts
+
+
+def test_pointwise_loss_at_end_averages_the_last_log_lines(tmp_path):
+    from types import SimpleNamespace
+
+    history = [{"step": s, "diffusion": float(s), "loss": 99.0} for s in range(1, 11)]
+    assert ablation.pointwise_loss_at_end(SimpleNamespace(history=history, out_dir=tmp_path)) == 8.0
+    assert ablation.pointwise_loss_at_end(SimpleNamespace(history=history, out_dir=tmp_path), window=2) == 9.5
+    with pytest.raises(ValueError, match="no logged 'diffusion'"):
+        ablation.pointwise_loss_at_end(SimpleNamespace(history=[], out_dir=tmp_path))

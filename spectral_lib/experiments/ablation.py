@@ -1,5 +1,6 @@
 """The checkerboard studies of the book: which regularizers chapter 5 compares, which λ and formulations chapter 6
-sweeps, how their runs are named and cached, and the numbers that say "blurred" or "crisp".
+sweeps, which training seeds each checks, how their runs are named and cached, and the numbers that say "blurred" or
+"crisp".
 
 Every number of those two chapters that is not in a notebook's parameters cell lives here or in the checkerboard
 profiles (:mod:`spectral_lib.experiments.profiles`)::
@@ -9,9 +10,10 @@ profiles (:mod:`spectral_lib.experiments.profiles`)::
 
 A :class:`Variant` is one point of a study (regularizer, λ, formulation; ``None`` means "the profile's").
 :func:`run_variant` trains it with :func:`~spectral_lib.experiments.run.run_experiment` into a folder named after
-the whole variant (:func:`variant_dir`), with ``resume=True``: a finished run is read back, so chapter 6 reuses
-chapter 5's runs wherever the configurations coincide, and re-executing a notebook costs seconds. A lock file next
-to the folder keeps two notebooks executed at once from training the same run twice.
+the whole variant (:func:`variant_dir`), with ``resume=True``: a finished run is read back, so re-executing a notebook
+costs seconds and chapter 6 executed after chapter 5 in the same folder trains only its own runs. A lock file next
+to the folder keeps two notebooks executed at once from training the same run twice. The chapters themselves go
+through :mod:`spectral_lib.experiments.checkerboard_results`, which ships their ``cpu`` results with the book.
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def row_profiles(
     size = int(next(iter(samples.values())).shape[-1])
     row = size // 2 + 1 if row is None else int(row)
     nrows = math.ceil(len(samples) / ncols)
-    fig = BookFigure(figsize=(3.4 * ncols, 2.7 * nrows + 0.5), layout="constrained")
+    fig = BookFigure(figsize=(3.3 * ncols, 2.7 * nrows + 0.5), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     columns = np.arange(size)
     for ax, (name, x) in zip(axes.flat, samples.items()):
@@ -311,7 +311,7 @@ def power_maps(maps: Mapping[str, torch.Tensor], floor: float, *, ncols: int = 4
     vmax = max(float(m.max()) for m in maps.values())
     extent = (-0.5, 0.5 - 1 / size, 0.5 - 1 / size, -0.5)  # cycles/pixel
     nrows = math.ceil(len(maps) / ncols)
-    fig = BookFigure(figsize=(2.45 * ncols + 0.9, 2.55 * nrows + 0.5), layout="constrained")
+    fig = BookFigure(figsize=(2.3 * ncols + 0.8, 2.4 * nrows + 0.5), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     image = None
     for ax, (name, power) in zip(axes.flat, maps.items()):
