@@ -106,10 +106,15 @@ def test_scores_table_orders_and_formats_the_six_scores():
     assert table["rows"] == [["baseline", 0.91, 1.234, 0.85, 0.9183, 0.39, 0.8]]
     assert table["formats"][4] == ".3f"
     sweep = figures.sweep_table([("Haar wavelet", 0.3, SCORES, 0.1601, 123.4)])
-    assert sweep["header"][:2] == ["regularizer", "λ"] and sweep["header"][-2:] == ["pointwise loss", "wall time (s)"]
-    assert sweep["rows"][0][-2:] == [0.1601, 123.4] and sweep["formats"][1] == "g"
+    assert sweep["header"] == ["regularizer", "λ", "spectral distance (decades)", "near ±1", "agreement",
+                               "clean boards", "pointwise loss"]
+    assert sweep["rows"][0] == ["Haar wavelet", 0.3, 1.234, 0.85, 0.9183, 0.39, 0.1601]
+    assert sweep["formats"][1] == "g"
     sampler = figures.sampler_table([("DDPM, ancestral", "baseline", SCORES, 0.02)])
-    assert sampler["rows"][0][:2] == ["DDPM, ancestral", "baseline"] and len(sampler["header"]) == 9
+    assert sampler["rows"][0][:2] == ["DDPM, ancestral", "baseline"] and len(sampler["header"]) == 7
+    assert len(figures.scores_table({"a": SCORES}, keys=("clean_share",))["header"]) == 2
+    with pytest.raises(ValueError, match="unknown score keys"):
+        figures.scores_table({"a": SCORES}, keys=("sharpness",))
     with pytest.raises(ValueError, match="lacks the scores"):
         figures.scores_table({"x": {"hf_ratio": 1.0}})
     with pytest.raises(ValueError, match="row 0"):
@@ -146,4 +151,4 @@ def test_setup_and_runs_tables_say_what_the_profile_trains(tmp_path):
         wall_time = 126.0
 
     runs = figures.runs_table({"baseline": Run()}, {Run.out_dir.name: "shipped"})
-    assert runs["rows"] == [["baseline", f"`{Run.out_dir.name}`", "shipped", 2.1]]
+    assert runs["rows"] == [["baseline", "shipped", 2.1]]

@@ -398,3 +398,11 @@ class CheckerboardStudy:
         commit = str(latest.get("commit", "?")) + (" + local changes" if latest.get("dirty") else "")
         return {"commit": commit, "date": str(latest.get("date", "?")), "hardware": str(latest.get("hardware", "?"))}
 
+    def source_text(self) -> str:
+        """Where the findings come from, for the prose: ``"commit c, date, hardware"`` of the shipped results, or
+        a plain statement that this build's own numbers stand in for them."""
+        source = self.provenance()
+        if source["commit"] == "this build":
+            return f"none shipped: this {self.profile} build's own numbers stand in for them"
+        return "commit {commit}, {date}, {hardware}".format(**source)
+

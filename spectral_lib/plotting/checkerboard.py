@@ -55,6 +55,9 @@ SCORE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 """``(score key, column title, format)`` of the chapters' score tables, in order."""
 
+COMPACT_SCORES: tuple[str, ...] = ("binary_share", "ideal_agreement", "clean_share", "spectral_distance")
+"""The scores of chapter 6's wider tables (the page has room for about eight columns)."""
+
 _TITLE_IN = 0.2  # inches for one line of a panel title (9 pt)
 _SUPTITLE_IN = 0.55  # the two-line figure title
 _PAD_IN = 0.08  # padding around each panel
@@ -103,11 +106,8 @@ def runs_table(runs: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str,
     """Where each run came from: ``{model name: RunResult}`` and ``{run folder name: "shipped" | "trained now" |
     ...}`` (:attr:`~spectral_lib.experiments.checkerboard_results.CheckerboardStudy.sources`), with the run's own
     wall time (training, sampling and evaluation, on the machine that trained it)."""
-    rows = []
-    for name, run in runs.items():
-        folder = run.out_dir.name
-        rows.append([name, f"`{folder}`", sources.get(folder, "?"), run.wall_time / 60])
-    return {"header": ["model", "run", "from", "wall time (min)"], "rows": rows, "formats": ["", "", "", ".1f"]}
+    rows = [[name, sources.get(run.out_dir.name, "?"), run.wall_time / 60] for name, run in runs.items()]
+    return {"header": ["model", "from", "wall time (min)"], "rows": rows, "formats": ["", "", ".1f"]}
 
 
 def scores_table(
@@ -115,6 +115,7 @@ def scores_table(
     *,
     leading: Sequence[tuple[str, str]] = (("", ""),),
     trailing: Sequence[tuple[str, str]] = (),
+    keys: Sequence[str] | None = None,
 ) -> dict[str, list]:
     """A table of scores: per row its leading cells (e.g. the model's name, λ), the six scores of
     :data:`SCORE_COLUMNS`, then its trailing cells (e.g. a wall time).
@@ -123,6 +124,7 @@ def scores_table(
         rows: ``(leading cells, scores, trailing cells)`` per row; a row may leave trailing cells empty (``()``).
             A mapping ``{name: scores}`` gives one row per name (one leading column).
         leading, trailing: ``(title, format)`` of the extra columns.
+        keys: the scores shown (default all six of :data:`SCORE_COLUMNS`), in :data:`SCORE_COLUMNS`' order.
 
     Returns:
         ``{"header", "rows", "formats"}`` for :func:`spectral_lib.book.table`.
@@ -131,27 +133,31 @@ def scores_table(
         rows = [((name,), scores, ()) for name, scores in rows.items()]
     if not rows:
         raise ValueError("scores_table needs at least one row")
-    header = [t for t, _ in leading] + [t for _, t, _ in SCORE_COLUMNS] + [t for t, _ in trailing]
-    formats = [f for _, f in leading] + [f for _, _, f in SCORE_COLUMNS] + [f for _, f in trailing]
+    unknown = sorted(set(keys or ()) - {k for k, _, _ in SCORE_COLUMNS})
+    if unknown:
+        raise ValueError(f"unknown score keys {unknown}; known: {[k for k, _, _ in SCORE_COLUMNS]}")
+    columns = [c for c in SCORE_COLUMNS if keys is None or c[0] in keys]
+    header = [t for t, _ in leading] + [t for _, t, _ in columns] + [t for t, _ in trailing]
+    formats = [f for _, f in leading] + [f for _, _, f in columns] + [f for _, f in trailing]
     table = []
     for i, (lead, scores, trail) in enumerate(rows):
         lead, trail = list(lead), list(trail) or [""] * len(trailing)
         if len(lead) != len(leading) or len(trail) != len(trailing):
             raise ValueError(f"row {i} has {len(lead)} leading and {len(trail)} trailing cells for "
                              f"{len(leading)} and {len(trailing)} columns")
-        missing = [k for k, _, _ in SCORE_COLUMNS if k not in scores]
+        missing = [k for k, _, _ in columns if k not in scores]
         if missing:
             raise ValueError(f"row {i} lacks the scores {missing}")
-        table.append(lead + [scores[k] for k, _, _ in SCORE_COLUMNS] + trail)
+        table.append(lead + [scores[k] for k, _, _ in columns] + trail)
     return {"header": header, "rows": table, "formats": formats}
 
 
 def sweep_table(rows: Sequence[tuple[str, float, Mapping[str, float], float, float]]) -> dict[str, list]:
-    """Chapter 6's λ sweep: per row ``(regularizer, λ, scores, pointwise loss at the end of training, wall time in
-    seconds)``."""
-    return scores_table([((name, lam), scores, (loss, wall)) for name, lam, scores, loss, wall in rows],
-                        leading=[("regularizer", ""), ("λ", "g")],
-                        trailing=[("pointwise loss", ".4f"), ("wall time (s)", ".0f")])
+    """Chapter 6's λ sweep: per row ``(regularizer, λ, scores, pointwise loss at the end of training, wall time)``;
+    the :data:`COMPACT_SCORES` and the loss are shown (the wall time is not: chapter 5 shows it)."""
+    return scores_table([((name, lam), scores, (loss,)) for name, lam, scores, loss, _ in rows],
+                        leading=[("regularizer", ""), ("λ", "g")], trailing=[("pointwise loss", ".4f")],
+                        keys=COMPACT_SCORES)
 
 
 def sampler_table(rows: Sequence[tuple[str, str, Mapping[str, float], float]]) -> dict[str, list]:
@@ -159,7 +165,7 @@ def sampler_table(rows: Sequence[tuple[str, str, Mapping[str, float], float]]) -
     of the network at the end of training)``."""
     return scores_table([((sampler, name), scores, (loss,)) for sampler, name, scores, loss in rows],
                         leading=[("formulation, sampler", ""), ("regularizer", "")],
-                        trailing=[("pointwise loss of the network", ".4f")])
+                        trailing=[("pointwise loss of the network", ".4f")], keys=COMPACT_SCORES)
 
 
 def seed_table(
