@@ -72,8 +72,10 @@ def test_cpu_ships_everything_then_reads_it_back_without_checkpoints(tiny_cpu, m
     shutil.rmtree(tiny_cpu["runs"])  # no run folder, no checkpoint: a fresh clone
     monkeypatch.setattr(train_mod, "train", _no_training)
     ch5, ch6 = _studies(tiny_cpu)
+    del tiny_cpu["notes"][:]
     again = _everything(ch5, ch6)
     assert set(ch5.sources.values()) == set(ch6.sources.values()) == {"shipped"}
+    assert tiny_cpu["notes"] == ["Shipped results"], "one note on chapter 6's page, not one per chapter"
     for regularizer, run in first["comparison"].items():
         torch.testing.assert_close(again["comparison"][regularizer].samples, run.samples, atol=1e-3, rtol=0)
     assert set(again["ddim"]) == {(Variant("none", None, "ddpm"), 0.0), (Variant("wavelet", None, "ddpm"), 0.0),

@@ -162,6 +162,9 @@ class CheckerboardStudy:
         self.switch = ShippedResults(chapter, self.profile, retrain=retrain, root=results_root)
         self.store = self.switch.store
         self.shared, self.read_only, self.progress = shared, read_only, progress
+        self.guest = False  # a study whose runs another chapter's page shows (see _quiet)
+        if shared is not None:
+            shared.guest = True
         self.sources: dict[str, str] = {}
         self._data: torch.Tensor | None = None
 
@@ -197,10 +200,13 @@ class CheckerboardStudy:
         config = self.variant_config(variant, seed)
         name = run_name(config)
         if self.shared is not None and self.shared.owns(name):
-            return self.shared._shared_run(variant, seed)
+            return self.shared.run(variant, seed)
         if self.read_only:
             self.sources[name] = "shipped"
             return self.store.load_run(name, on_stale="warn")
+        if self._quiet(name, config=config):
+            self.sources[name] = "shipped"
+            return self.store.load_run(name, on_stale="ignore")
         restored = len(self.switch.restored)
         result = self.switch.run(name, config, lambda: self._train(variant, seed))
         if len(self.switch.restored) > restored:
@@ -209,16 +215,13 @@ class CheckerboardStudy:
             self.sources[name] = "run folder (cache)" if result.cached else "trained now"
         return result
 
-    def _shared_run(self, variant: Variant, seed: int) -> Any:
-        """:meth:`run` for another chapter's page: a current shipped run is read from the store directly, so that
-        the page shows one "shipped results" note (its own chapter's), not one per chapter."""
-        config = self.variant_config(variant, seed)
-        name = run_name(config)
-        quiet = self.switch.shipping and not self.switch.retrain and not self.read_only
-        if quiet and self.store.stale_reason(name, config=config) is None:
-            self.sources[name] = "shipped"
-            return self.store.load_run(name, on_stale="ignore")
-        return self.run(variant, seed)
+    def _quiet(self, name: str, **asked: Any) -> bool:
+        """Whether to read ``name`` from the store directly: on another chapter's page (:attr:`guest`), a current
+        shipped entry is read without this chapter's "shipped results" note, so that the page shows one note (its
+        own chapter's). Anything missing or stale still goes through the switch, with its warning."""
+        if not (self.guest and self.switch.shipping and not self.switch.retrain):
+            return False
+        return self.store.stale_reason(name, **asked) is None
 
     def _train(self, variant: Variant, seed: int) -> Any:
         result = run_variant(variant, profile=self.profile, root=self.runs_root, seed=seed, progress=self.progress,
@@ -351,6 +354,9 @@ class CheckerboardStudy:
                 self.store.entry(name)  # raises, saying how to make it
             if reason:
                 self.store.check_stale(name, on_stale="warn")
+            load = self.store.load_json if kind == "json" else self.store.load_arrays
+            return load(name, on_stale="ignore")
+        if self._quiet(name, key=key):
             load = self.store.load_json if kind == "json" else self.store.load_arrays
             return load(name, on_stale="ignore")
         method = self.switch.json if kind == "json" else self.switch.arrays
