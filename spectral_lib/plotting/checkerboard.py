@@ -63,11 +63,11 @@ _SUPTITLE_IN = 0.55  # the two-line figure title
 _PAD_IN = 0.08  # padding around each panel
 
 
-def _wrap(title: str, width_in: float) -> str:
-    """``title`` broken into lines that fit a panel ``width_in`` inches wide at 9 pt (about 13 characters an inch)."""
+def _wrap(title: str, width_in: float, *, per_inch: float = 13) -> str:
+    """``title`` broken into lines that fit ``width_in`` inches (9 pt text: about 13 characters an inch)."""
     import textwrap
 
-    return "\n".join(textwrap.fill(part, max(8, int(width_in * 13))) for part in title.split("\n"))
+    return "\n".join(textwrap.fill(part, max(8, int(width_in * per_inch))) for part in title.split("\n"))
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -226,8 +226,10 @@ def grid_rows(
     grid = make_grid(first, nrow=nrow)
     aspect = grid.shape[0] / grid.shape[1]
     lines = max(c[0].count("\n") + 1 for c in cells)
-    height = len(rows) * ((panel - _PAD_IN) * aspect + lines * _TITLE_IN) + _SUPTITLE_IN
-    fig = BookFigure(figsize=(ncols * panel + label_in, height), layout="constrained")
+    width = ncols * panel + label_in
+    head = len(_wrap(title, width, per_inch=10).split("\n")) + 1 if width < 6 else 2
+    height = len(rows) * ((panel - _PAD_IN) * aspect + lines * _TITLE_IN) + _SUPTITLE_IN * head / 2
+    fig = BookFigure(figsize=(width, height), layout="constrained")
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for i, row in enumerate(rows):
@@ -245,9 +247,11 @@ def grid_rows(
             for spine in ax.spines.values():
                 spine.set_visible(False)
         if row_labels:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=10)
+            axes[i, 0].set_ylabel(_wrap(row_labels[i], (panel - _PAD_IN) * aspect, per_inch=11), fontsize=10)
     b, h, w = int(first.shape[0]), int(first.shape[-2]), int(first.shape[-1])
-    fig.suptitle(f"{title}\n(each panel: {b} samples, {min(nrow, b)} across, {h}×{w} px each)", fontsize=11)
+    width = fig.get_size_inches()[0]
+    about = f"(each panel: {b} samples, {min(nrow, b)} across, {h}×{w} px each)"
+    fig.suptitle(_wrap(title, width, per_inch=10) + "\n" + _wrap(about, width, per_inch=10), fontsize=11)
     return fig
 
 
