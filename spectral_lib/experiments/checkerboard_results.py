@@ -20,7 +20,16 @@ At ``cpu`` the shipped entries are read back in seconds; ``retrain=True`` (``mak
 through :func:`~spectral_lib.experiments.ablation.run_variant` (whose run folders under ``runs_root`` are a cache:
 chapter 6 executed after chapter 5 in the same folder trains only its own runs) and ships the result. At ``smoke`` and
 ``gpu`` everything is computed afresh and nothing is shipped. Scores are computed on the page from the samples,
-except for the seed check, whose JSON carries :data:`SCORES_VERSION` in its key.
+except for the seed check, whose JSON carries :data:`SCORES_VERSION` in its key. The keys of the two derived
+entries also hold a digest of the fingerprint of every run they were computed from, so that they are recomputed when
+those runs would be trained differently today. Computing them needs the runs' checkpoints: where a run folder is
+missing (a fresh clone), :func:`~.ablation.run_variant` trains it again first.
+
+Making the shipped results (on an idle machine; chapter 5 first, so that chapter 6 finds its runs in the cache)::
+
+    rm -rf _build/src/book/runs      # no run folder of an older code version may be reused
+    python scripts/execute_notebooks.py --profile cpu --retrain --out _build/src \
+        --only book/05_checkerboard.ipynb book/06_ablation.ipynb
 """
 
 from __future__ import annotations
@@ -40,11 +49,11 @@ from spectral_lib.experiments.ablation import (
     COMPARISON_SEEDS,
     DDIM_ETAS,
     DISPLAY_NAMES,
-    pointwise_loss_at_end,
     Variant,
     ablation_variants,
     checkerboard_scores,
     comparison_variants,
+    pointwise_loss_at_end,
     run_variant,
     sample_with,
     variant_config,
