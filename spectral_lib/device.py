@@ -18,6 +18,11 @@ hands its share back. ::
 * ``SPECTRAL_THREADS=n`` forces ``n`` threads (no sharing).
 * ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, when set, cap the share (``make`` and the tests set them).
 * ``cores`` counts the CPUs this process may use (affinity, cgroup quota), not the machine's.
+
+Measured with ``scripts/measure_threads.py`` (two cpu-profile checkerboard trainings side by side, 60 s each, on a
+2-core machine shared with other jobs, load average 6-9): 0.07 steps/s in all and about 6 CPU seconds per step with
+torch's default threads, 0.30 steps/s and about 2 CPU seconds per step with this budget. Only processes that call
+:func:`adapt_threads` are counted: other load on the machine is not.
 """
 
 from __future__ import annotations
