@@ -155,3 +155,30 @@ def test_data_package_exports_resolve_and_do_not_shadow_submodules():
     assert module.__name__ == "spectral_lib.data.checkerboard"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         data.nothing  # noqa: B018
+
+
+def test_edge_distance_errors_against_a_direct_count():
+    import numpy as np
+
+    from spectral_lib.data.checkerboard import edge_distance_errors, nearest_ideal_checkerboard
+
+    g = torch.Generator().manual_seed(5)
+    boards = sample_checkerboards(6, 24, (4, 6), generator=g)
+    x = (boards + 0.3 * torch.randn(boards.shape, generator=g)).clamp(-1, 1)
+    fit = nearest_ideal_checkerboard(x, (4, 6))
+    per_sample = np.full((6, 3), np.nan)
+    for k in range(6):
+        s, dy, dx = int(fit.check_size[k]), int(fit.dy[k]), int(fit.dx[k])
+        err = np.abs(x[k, 0].numpy() - fit.board[k, 0].numpy())
+        for d in range(3):
+            picked = [err[i, j] for i in range(24) for j in range(24)
+                      if min(min((i + dy) % s, s - 1 - (i + dy) % s), min((j + dx) % s, s - 1 - (j + dx) % s)) == d]
+            if picked:
+                per_sample[k, d] = np.mean(picked)
+    expected = np.nanmean(per_sample, axis=0)
+    np.testing.assert_allclose(edge_distance_errors(x, (4, 6)).numpy(), expected, rtol=1e-5)
+    assert edge_distance_errors(boards, (4, 6)).abs().max() == 0  # ideal boards: no error anywhere
+    blurred = edge_distance_errors((boards + torch.roll(boards, 1, dims=-1)) / 2, (4, 6))
+    assert blurred[0] > blurred[1] >= 0  # a shifted average errs on the edges, not inside the checks
+    with pytest.raises(ValueError, match="samples"):
+        edge_distance_errors(boards[0])

@@ -246,3 +246,13 @@ def test_clean_share_counts_boards_not_pixels():
     assert checkerboard_scores(broken, data, clean_agreement=0.99)["clean_share"] == pytest.approx(4 / 8)
     with pytest.raises(ValueError, match="clean_agreement"):
         checkerboard_scores(broken, data, clean_agreement=0.0)
+
+
+def test_run_variant_replaces_a_stale_run_only_when_asked(tmp_path):
+    first = run_variant(Variant("none"), profile="smoke", root=tmp_path, **TINY)
+    changed = dict(TINY, lr=first.config.lr / 2)
+    with pytest.raises(ValueError, match="cannot resume.*lr"):
+        run_variant(Variant("none"), profile="smoke", root=tmp_path, **changed)
+    again = run_variant(Variant("none"), profile="smoke", root=tmp_path, replace_stale=True, **changed)
+    assert not again.cached and again.config.lr == first.config.lr / 2 and again.out_dir == first.out_dir
+    assert run_variant(Variant("none"), profile="smoke", root=tmp_path, replace_stale=True, **changed).cached

@@ -36,6 +36,7 @@ __all__ = [
     "nearest_ideal_checkerboard",
     "CLEAN_AGREEMENT",
     "checkerboard_metrics",
+    "edge_distance_errors",
 ]
 
 Colours = None | str | Sequence[tuple[float, float]]
@@ -352,3 +353,40 @@ def checkerboard_metrics(
         "clean_share": float((agree.flatten(1).float().mean(dim=1) >= float(clean_agreement)).float().mean()),
         "contrast": float(contrast.mean()),
     }
+
+
+def edge_distance_errors(samples: torch.Tensor, check_sizes: Sequence[int] = (4,), low: float = -1.0,
+                         high: float = 1.0) -> torch.Tensor:
+    """Mean ``|x - nearest ideal board|`` of the pixels at distance ``d = 0, 1, ...`` from a check edge.
+
+    For a board with check size ``s`` and offset ``(dy, dx)`` (its :func:`nearest_ideal_checkerboard`), pixel
+    ``(i, j)`` lies ``min(r(i + dy), r(j + dx))`` pixels from the nearest edge, with ``r(k) = min(k mod s,
+    s - 1 - k mod s)``: 0 for the pixels that touch an edge. Errors on edges mean soft or misplaced edges (blur);
+    errors inside the checks mean mixed or wrong boards.
+
+    Args:
+        samples: ``(B, C, H, W)`` generated boards in ``[-1, 1]``.
+        check_sizes, low, high: as for :func:`nearest_ideal_checkerboard`.
+
+    Returns:
+        ``(D,)`` float32: the error at each distance, averaged first over a sample's pixels at that distance, then
+        over the samples that have such pixels (``D = (max(check_sizes) + 1) // 2``).
+    """
+    check_signal(samples, "samples", ranks=(4,))
+    fit = nearest_ideal_checkerboard(samples, check_sizes, low, high)
+    x = samples.detach().float().cpu()
+    b, _, h, w = x.shape
+    depth = (max(_check_sizes(check_sizes)) + 1) // 2
+    error = (x - fit.board).abs().mean(dim=1)  # (B, H, W)
+    sums = torch.zeros(b, depth)
+    counts = torch.zeros(b, depth)
+    for k in range(b):
+        s = int(fit.check_size[k])
+        rows = (torch.arange(h) + int(fit.dy[k])) % s
+        cols = (torch.arange(w) + int(fit.dx[k])) % s
+        distance = torch.minimum(torch.minimum(rows, s - 1 - rows)[:, None], torch.minimum(cols, s - 1 - cols)[None])
+        sums[k] = torch.zeros(depth).index_add_(0, distance.flatten(), error[k].flatten())
+        counts[k] = torch.bincount(distance.flatten(), minlength=depth).float()[:depth]
+    per_sample = sums / counts.clamp_min(1)
+    has = (counts > 0).float()
+    return (per_sample * has).sum(0) / has.sum(0).clamp_min(1)

@@ -1,5 +1,6 @@
 """The checkerboard studies of the book: which regularizers chapter 5 compares, which λ and formulations chapter 6
-sweeps, how their runs are named and cached, and the numbers that say "blurred" or "crisp".
+sweeps, which training seeds each checks, how their runs are named and cached, and the numbers that say "blurred" or
+"crisp".
 
 Every number of those two chapters that is not in a notebook's parameters cell lives here or in the checkerboard
 profiles (:mod:`spectral_lib.experiments.profiles`)::
@@ -9,9 +10,10 @@ profiles (:mod:`spectral_lib.experiments.profiles`)::
 
 A :class:`Variant` is one point of a study (regularizer, λ, formulation; ``None`` means "the profile's").
 :func:`run_variant` trains it with :func:`~spectral_lib.experiments.run.run_experiment` into a folder named after
-the whole variant (:func:`variant_dir`), with ``resume=True``: a finished run is read back, so chapter 6 reuses
-chapter 5's runs wherever the configurations coincide, and re-executing a notebook costs seconds. A lock file next
-to the folder keeps two notebooks executed at once from training the same run twice.
+the whole variant (:func:`variant_dir`), with ``resume=True``: a finished run is read back, so re-executing a notebook
+costs seconds and chapter 6 executed after chapter 5 in the same folder trains only its own runs. A lock file next
+to the folder keeps two notebooks executed at once from training the same run twice. The chapters themselves go
+through :mod:`spectral_lib.experiments.checkerboard_results`, which ships their ``cpu`` results with the book.
 """
 
 from __future__ import annotations
@@ -33,13 +35,17 @@ __all__ = [
     "Variant",
     "AblationGrid",
     "COMPARISON",
+    "COMPARISON_SEEDS",
     "ABLATION",
+    "ABLATION_SEEDS",
+    "DDIM_ETAS",
     "comparison_variants",
     "ablation_variants",
     "variant_config",
     "variant_dir",
     "run_variant",
     "sample_with",
+    "pointwise_loss_at_end",
     "DISPLAY_NAMES",
     "harmonic_cutoff",
     "SPECTRUM_FLOOR",
@@ -140,17 +146,27 @@ class AblationGrid:
         return pairs + list(self.extra)
 
 
-COMPARISON: dict[str, tuple[str, ...]] = {
-    "smoke": ("none", "fourier_amp", "fourier_amp_phase", "wavelet", "wavelet_bior13"),
-    "cpu": ("none", "fourier_amp", "fourier_amp_phase", "wavelet", "wavelet_bior13"),
-    "gpu": ("none", "fourier_amp", "fourier_amp_phase", "wavelet", "wavelet_bior13"),
-}
+_COMPARED = ("none", "fourier_amp", "fourier_amp_phase", "fourier_amp_phase_safe", "wavelet", "wavelet_bior13")
+COMPARISON: dict[str, tuple[str, ...]] = {"smoke": _COMPARED, "cpu": _COMPARED, "gpu": _COMPARED}
 """Chapter 5: the regularizers compared at each profile (the baseline first), each at the profile's λ and
-formulation. All four of the paper's variants (AMP, AMPPHASE, HAAR, BIOR13) at every profile."""
+formulation. All four of the paper's variants (AMP, AMPPHASE = Eq. 15 as printed, HAAR, BIOR13) at every profile,
+and beside Eq. 15 our additive coupling ``fourier_amp_phase_safe`` (labelled as ours)."""
+
+COMPARISON_SEEDS: dict[str, dict[Variant, tuple[int, ...]]] = {
+    "smoke": {Variant("none"): (0, 1), Variant("wavelet"): (0, 1), Variant("fourier_amp"): (0, 1)},
+    # Four training seeds of the baseline and of Haar, two of the Fourier amplitude: seven runs beyond seed 0.
+    "cpu": {Variant("none"): (0, 1, 2, 3), Variant("wavelet"): (0, 1, 2, 3), Variant("fourier_amp"): (0, 1)},
+    "gpu": {Variant("none"): (0, 1), Variant("wavelet"): (0, 1), Variant("fourier_amp"): (0, 1)},
+}
+"""Chapter 5's seed check: the training seeds of each variant (seed 0 is the comparison's own run), the same
+variants at every profile. Only the scores of the other seeds are shipped, not their samples. The chapter shows
+the shipped ``cpu`` check at every profile; the other profiles' are trained only where nothing is shipped."""
 
 ABLATION: dict[str, AblationGrid] = {
-    # Plumbing only: two λ of one regularizer, DDPM next to the profile's EDM.
-    "smoke": AblationGrid(sweeps={"wavelet": (0.1, 1.0)}, formulations=("ddpm", "edm")),
+    # Plumbing only, with the cpu grid's shape (so that every cell of chapter 6 runs): two λ of each regularizer,
+    # DDPM next to the profile's EDM, and DDPM with a small λ.
+    "smoke": AblationGrid(sweeps={"wavelet": (0.1, 1.0), "fourier_amp": (1.0, 3.0)}, formulations=("ddpm", "edm"),
+                          extra=(Variant("wavelet", 0.01, "ddpm"),)),
     # Four λ of Haar, two of the Fourier amplitude (λ = 1 and the baselines come from chapter 5's cache); DDPM
     # next to EDM (DDIM by sampling DDPM's networks), and DDPM with the small λ its ε-parameterisation needs.
     # Seven new runs of about 2 minutes each on 2 cores.
@@ -163,6 +179,17 @@ ABLATION: dict[str, AblationGrid] = {
     ),
 }
 """Chapter 6: the ablation grid per profile (:class:`AblationGrid`)."""
+
+ABLATION_SEEDS: dict[str, dict[Variant, tuple[int, ...]]] = {
+    "smoke": {Variant("fourier_amp", 3.0): (0, 1)},
+    "cpu": {Variant("fourier_amp", 3.0): (0, 1)},  # the sweep's best row at seed 0: luck or a real gain?
+    "gpu": {Variant("fourier_amp", 3.0): (0, 1)},
+}
+"""Chapter 6's seed check (as :data:`COMPARISON_SEEDS`): every variant must be one of the grid's."""
+
+DDIM_ETAS: tuple[float, ...] = (0.0, 0.5, 1.0)
+"""Chapter 6: η of DDIM for the DDPM baseline network (0: deterministic; 1: as stochastic as the ancestral
+sampler). Every DDPM network of the grid is also sampled with η = 0."""
 
 
 def _profile_table(table: Mapping[str, Any], profile: str, name: str) -> Any:
@@ -228,12 +255,18 @@ def run_variant(
     profile: str = "cpu",
     root: str | os.PathLike[str] = "runs",
     progress: bool = False,
+    replace_stale: bool = False,
     **overrides: Any,
 ):
     """Train, sample and evaluate ``variant`` at ``profile`` in :func:`variant_dir`, or read the finished run back.
 
     ``run_experiment(experiment, profile=..., out=variant_dir(...), resume=True, **variant.overrides(),
     **overrides)`` under a lock file ``<folder>.lock``, so that two processes asking for the same run train it once.
+
+    Args:
+        replace_stale: when the folder holds a run of another configuration that cannot be resumed (the profile
+            changed, say its learning rate), delete it and train afresh; without it such a folder raises
+            :class:`ValueError`, as :func:`~spectral_lib.experiments.run.run_experiment` does.
 
     Returns:
         :class:`~spectral_lib.experiments.run.RunResult` (``cached=True`` when it was read back).
@@ -244,8 +277,25 @@ def run_variant(
     out = variant_dir(root, config)
     changes = {k: v for k, v in {**variant.overrides(), **overrides}.items() if k != "regularizer"}
     with _locked(out.parent / f"{out.name}.lock"):
-        return run_experiment(experiment, profile=profile, regularizer=variant.regularizer, out=out, resume=True,
-                              progress=progress, **changes)
+        overwrite = replace_stale and _holds_another_run(out, config)
+        return run_experiment(experiment, profile=profile, regularizer=variant.regularizer, out=out,
+                              resume=not overwrite, overwrite=overwrite, progress=progress, **changes)
+
+
+def _holds_another_run(out: Path, config: ExperimentConfig) -> bool:
+    """Whether ``out`` holds a run whose configuration differs from ``config`` where training cannot resume."""
+    import json
+
+    from spectral_lib.experiments.train import check_resumable
+
+    path = out / "config.json"
+    if not path.exists():
+        return False
+    try:
+        check_resumable(json.loads(path.read_text()), config, path)
+    except ValueError:
+        return True
+    return False
 
 
 def sample_with(result: Any, formulation: str, *, n: int | None = None, steps: int | None = None,
@@ -286,6 +336,18 @@ def sample_with(result: Any, formulation: str, *, n: int | None = None, steps: i
         seed=train_mod.stream_seed(config.seed, "samples"), device="cpu", batch_size=config.sample_batch_size,
         sample_kwargs=sample_kwargs,
     )
+
+
+def pointwise_loss_at_end(result: Any, window: int = 5) -> float:
+    """The pointwise ("diffusion") part of a run's training loss: the mean over its last ``window`` log lines.
+
+    The spectral term is left out, so that runs with different λ compare on the objective they share. Raises
+    :class:`ValueError` when the run has no log (``result.history`` empty).
+    """
+    tail = [line["diffusion"] for line in list(result.history)[-int(window):] if "diffusion" in line]
+    if not tail:
+        raise ValueError(f"the run in {str(result.out_dir)!r} has no logged 'diffusion' loss (log.jsonl is empty)")
+    return float(sum(tail) / len(tail))
 
 
 DISPLAY_NAMES: dict[str, str] = {
