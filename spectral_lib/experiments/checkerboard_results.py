@@ -34,7 +34,6 @@ Making the shipped results (on an idle machine; chapter 5 first, so that chapter
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -63,7 +62,7 @@ from spectral_lib.experiments.profiles import ExperimentConfig, get_profile
 from spectral_lib.experiments.shipped import SHIPPED_PROFILE, ShippedResultError, ShippedResults, run_fingerprint
 
 __all__ = ["CHAPTER_5", "CHAPTER_6", "SCORES_VERSION", "SWEEP_SAMPLERS", "run_name", "spectral_lambda",
-           "variant_name", "compared", "listed", "float16_safe", "SweepPoint", "CheckerboardStudy"]
+           "variant_name", "compared", "listed", "SweepPoint", "CheckerboardStudy"]
 
 CHAPTER_5 = "05_checkerboard"
 CHAPTER_6 = "06_ablation"
@@ -89,19 +88,6 @@ def variant_name(variant: Variant, config: ExperimentConfig | None = None) -> st
     name = DISPLAY_NAMES[variant.regularizer]
     lam = variant.lambda_spec if config is None else config.lambda_spec
     return name if variant.regularizer == "none" or lam is None else f"{name}, λ={lam:g}"
-
-
-_FLOAT16_SMALLEST = 6.3e-5  # just above the smallest magnitude the shipped store writes as float16 (6.2e-5)
-
-
-def float16_safe(samples: torch.Tensor) -> torch.Tensor:
-    """``samples`` with every non-zero magnitude below the normal float16 range raised to its edge, sign kept.
-
-    Samples in ``[-1, 1]`` cross zero, so a few pixels of a run land within ``6e-5`` of it; the shipped store refuses
-    to write those as float16. The nudge (at most ``6.3e-5``) keeps every pixel's sign, hence every score.
-    """
-    small = (samples != 0) & (samples.abs() < _FLOAT16_SMALLEST)
-    return torch.where(small, torch.sign(samples) * _FLOAT16_SMALLEST, samples)
 
 
 def listed(values: Mapping[float, float], fmt: str, symbol: str = "λ") -> str:
@@ -233,11 +219,8 @@ class CheckerboardStudy:
         return self.store.stale_reason(name, **asked) is None
 
     def _train(self, variant: Variant, seed: int) -> Any:
-        result = run_variant(variant, profile=self.profile, root=self.runs_root, seed=seed, progress=self.progress,
-                             replace_stale=True)
-        if self.switch.shipping:
-            result = dataclasses.replace(result, samples=float16_safe(result.samples))
-        return result
+        return run_variant(variant, profile=self.profile, root=self.runs_root, seed=seed, progress=self.progress,
+                           replace_stale=True)
 
     def comparison(self) -> dict[str, Any]:
         """Chapter 5's runs: ``{regularizer: RunResult}`` for :func:`~.ablation.comparison_variants`."""
@@ -340,8 +323,7 @@ class CheckerboardStudy:
         depends_on = sorted({run_name(self.variant_config(v)) for v, _ in requests})
 
         def compute() -> dict[str, torch.Tensor]:
-            return {k: float16_safe(sample_with(self._train(v, 0), "ddim", eta=eta))
-                    for k, (v, eta) in names.items()}
+            return {k: sample_with(self._train(v, 0), "ddim", eta=eta) for k, (v, eta) in names.items()}
 
         arrays = self._derived("ddim_samples", "arrays", compute, key, depends_on)
         return {names[k]: arrays[k] for k in names}
