@@ -171,6 +171,29 @@ def test_derived_entries_go_stale_with_their_run(run_dir, tmp_path, monkeypatch)
     assert "depends on run 'haar'" in stale[f"{CHAPTER}/table"]
 
 
+def test_a_derived_entry_computed_from_another_version_of_its_run_is_stale(run_dir, tmp_path):
+    store = Shipped(CHAPTER, root=tmp_path)
+    store.save_run("haar", _load(run_dir))
+    store.save_json("table", {"a": 1}, depends_on=["haar"])
+    assert shipped.stale_entries(tmp_path) == {}
+    # the run is shipped again from another (current) configuration, the table is not recomputed
+    other = tmp_path / "other_run"
+    shutil.copytree(run_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    config["seed"] = config["seed"] + 1
+    (other / "config.json").write_text(json.dumps(config))
+    store.save_run("haar", other)
+    stale = shipped.stale_entries(tmp_path)
+    assert set(stale) == {f"{CHAPTER}/table"}
+    assert "another version of run 'haar'" in stale[f"{CHAPTER}/table"] and "seed" in stale[f"{CHAPTER}/table"]
+    # a run shipped after the entry that depends on it (later in the same execution) is recorded when it comes
+    store.save_json("early", {"a": 1}, depends_on=["later"])
+    assert "depends on run 'later': not shipped" in shipped.stale_entries(tmp_path)[f"{CHAPTER}/early"]
+    store.save_run("later", run_dir)
+    assert store.entry("early")["depends_on"]["later"] == store.entry("later")["fingerprint"]
+    assert f"{CHAPTER}/early" not in shipped.stale_entries(tmp_path)
+
+
 def test_clear_errors_for_missing_corrupt_and_wrong_input(run_dir, tmp_path):
     store = Shipped(CHAPTER, root=tmp_path)
     with pytest.raises(ShippedResultError, match=r"no shipped result 'haar'.*make book RETRAIN=1"):

@@ -49,7 +49,8 @@ A run's *fingerprint* is its configuration (less the keys that do not change a r
 of their loss functions, and :data:`RESULT_VERSIONS` of its experiment (bump it when code changes results
 without changing a configuration). The manifest stores it and the *recipe* (experiment, profile, overrides), so
 :func:`stale_entries` can recompute what the profile asks for today; ``tests/test_shipped.py`` fails on any
-difference. Arrays and tables are stale when a run they ``depends_on`` is, or when their ``key`` differs.
+difference. Arrays and tables are stale when a run they ``depends_on`` is, when that run was shipped again from
+another configuration after them (its fingerprint is recorded with them), or when their ``key`` differs.
 """
 
 from __future__ import annotations

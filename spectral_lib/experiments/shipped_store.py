@@ -258,8 +258,10 @@ class Shipped:
                 shutil.copy2(path, target / path.name)
         _save_npz(target / "samples.npz", {"samples": samples}, "float16")
         metrics = _read_json(source / "metrics.json")
-        self._record(name, {"kind": "run", "fingerprint": run_fingerprint(config), "recipe": _recipe(config),
+        fingerprint = run_fingerprint(config)
+        self._record(name, {"kind": "run", "fingerprint": fingerprint, "recipe": _recipe(config),
                             "wall_time_s": metrics.get("wall_time_s")})
+        self._fill_dependency(name, fingerprint)
         return target
 
     def save_arrays(self, name: str, arrays: Mapping[str, Any], *, key: Any = None,
@@ -270,15 +272,33 @@ class Shipped:
             raise ValueError(f"arrays must be a non-empty mapping name -> array, got {type(arrays).__name__}")
         path = self.folder / f"{_check_name(name)}.npz"
         _save_npz(path, arrays, dtype)
-        self._record(name, {"kind": "arrays", "key": _jsonable(key), "depends_on": list(depends_on)})
+        self._record(name, {"kind": "arrays", "key": _jsonable(key), "depends_on": self._dependencies(depends_on)})
         return path
 
     def save_json(self, name: str, value: Any, *, key: Any = None, depends_on: Iterable[str] = ()) -> Path:
         """Ship JSON-able numbers (a table, a sweep) as ``<name>.json``."""
         path = self.folder / f"{_check_name(name)}.json"
         _write_json(path, _jsonable(value))
-        self._record(name, {"kind": "json", "key": _jsonable(key), "depends_on": list(depends_on)})
+        self._record(name, {"kind": "json", "key": _jsonable(key), "depends_on": self._dependencies(depends_on)})
         return path
+
+    def _dependencies(self, depends_on: Iterable[str]) -> dict[str, Any]:
+        """``{run: its shipped fingerprint}`` for the runs a derived entry was computed from, recorded when it is
+        saved, so that the entry is stale once one of them is shipped again with another fingerprint. A run that is
+        not shipped yet (a chapter may ship it later in the same execution) is recorded as ``None`` and filled in
+        when :meth:`save_run` ships it."""
+        entries = self.entries()
+        return {_check_name(run): entries[run].get("fingerprint") if run in entries else None for run in depends_on}
+
+    def _fill_dependency(self, run: str, fingerprint: Mapping[str, Any]) -> None:
+        entries = self.entries()
+        waiting = [e for e in entries.values() if isinstance(e.get("depends_on"), dict)
+                   and run in e["depends_on"] and e["depends_on"][run] is None]
+        if waiting:
+            for entry in waiting:
+                entry["depends_on"][run] = dict(fingerprint)
+            _write_json(self.folder / MANIFEST, {"chapter": self.chapter, "profile": SHIPPED_PROFILE,
+                                                 "entries": entries})
 
     # -------------------------------------------------------------------------------------- reading
 
@@ -340,10 +360,13 @@ class Shipped:
             return f"configuration changed ({_describe(diff)})" if diff else None
         if key is not _UNSET and _jsonable(key) != entry.get("key"):
             return f"key changed (shipped {entry.get('key')!r}, now {_jsonable(key)!r})"
-        for run in entry.get("depends_on", []):
+        for run, fingerprint in entry.get("depends_on", {}).items():
             reason = self.stale_reason(run)
             if reason:
                 return f"it depends on run {run!r}: {reason}"
+            if fingerprint is not None and entries[run]["fingerprint"] != fingerprint:
+                diff = _differences(fingerprint, entries[run]["fingerprint"])
+                return f"it was computed from another version of run {run!r} ({_describe(diff)})"
         return None
 
     def check_stale(self, name: str, *, on_stale: str = "warn") -> str | None:
