@@ -23,6 +23,7 @@ __all__ = [
     "ShippedResultError",
     "results_root",
     "run_fingerprint",
+    "regularizer_terms",
     "Shipped",
     "stale_entries",
 ]
@@ -58,7 +59,7 @@ def results_root() -> Path:
 # ------------------------------------------------------------------------------------------------ fingerprints
 
 
-def _regularizer_terms(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def regularizer_terms(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The regularizer's terms with their weights and *every* option, defaults of the loss functions included."""
     from spectral_lib.spectral.regularizer import TERMS, SpectralRegularizer
 
@@ -77,7 +78,7 @@ def run_fingerprint(config: Any) -> dict[str, Any]:
     from spectral_lib.experiments.run import CACHE_INSENSITIVE
 
     values = {k: v for k, v in config.to_dict().items() if k not in CACHE_INSENSITIVE}
-    values["regularizer_terms"] = _regularizer_terms(config.regularizer, config.regularizer_kwargs)
+    values["regularizer_terms"] = regularizer_terms(config.regularizer, config.regularizer_kwargs)
     values["result_version"] = RESULT_VERSIONS.get(config.experiment, 1)
     return values
 

@@ -103,9 +103,9 @@ def run_name(regularizer: str, prediction_type: str, lambda_spec: float = 1.0) -
 def _regularizer_terms(regularizer: str) -> Any:
     if regularizer == "none":
         return None
-    from ..experiments.shipped_store import _regularizer_terms  # every option with the loss functions' defaults
+    from ..experiments.shipped_store import regularizer_terms  # every option with the loss functions' defaults
 
-    return _regularizer_terms(regularizer, {})
+    return regularizer_terms(regularizer, {})
 
 
 def run_key(profile: str, regularizer: str, prediction_type: str, lambda_spec: float = 1.0) -> dict[str, Any]:
