@@ -308,3 +308,37 @@ def test_checkpoints_that_do_not_fit_the_data_are_refused(tmp_path, real_path):
                            model=checkpoint("res64", img_resolution=64, label_dim=10), **tiny)
     with pytest.raises(ValueError, match=r"holds 32x32 images, the data set needs 64x64"):
         images.prepare_data("afhqv2", data)
+
+
+def test_command_line_prepares_data_and_explains_ffhq(tmp_path, monkeypatch, capsys):
+    from test_edm_datasets import write_cifar_tarball
+
+    from spectral_lib.experiments.images.__main__ import main as images_main
+
+    monkeypatch.setenv("SPECTRAL_DATA_DIR", str(tmp_path / "data"))
+    write_cifar_tarball(tmp_path / "cifar-10-python.tar.gz")
+    assert images_main(["prepare", "--dataset", "cifar10", "--source", str(tmp_path / "cifar-10-python.tar.gz")]) == 0
+    made = tmp_path / "data" / "datasets" / "cifar10-32x32.zip"
+    assert capsys.readouterr().out.strip() == str(made) and made.is_file()
+    with pytest.raises(ValueError, match="ffhq has no one-click download"):
+        images_main(["prepare", "--dataset", "ffhq"])
+    with pytest.raises(SystemExit):
+        images_main(["run", "--dataset", "cifar10", "--profile", "smoke", "--network", "vp"])  # gpu/full only
+    assert "--variant fourier_amp-weighted" in images.reproduce_command("ffhq", "full", "ve",
+                                                                       Variant("fourier_amp", "formulation"))
+    assert "--data " in images.reproduce_command("ffhq", "full", "ve", Variant())
+
+
+def test_throughput_arithmetic(monkeypatch, tmp_path):
+    from spectral_lib.experiments.images import throughput
+    from spectral_lib.models.unet2d import UNet2D, UNet2DConfig
+
+    monkeypatch.setattr(throughput, "STANDIN_ARCHITECTURES", {8: {"channel_mults": (1,), "nfe": 5}})
+    monkeypatch.setattr(throughput, "standin_network", lambda r: UNet2D(UNet2DConfig(in_channels=3, base_channels=8,
+                                                                                     image_size=8, num_groups=4)))
+    times = iter([0.0, 0.5, 10.0, 12.0])  # forward: 0.5 s, training step: 2 s (CPU seconds per repeat)
+    monkeypatch.setattr(throughput.time, "process_time", lambda: next(times))
+    record = throughput.measure_throughput(tmp_path / "t.json", batches=(4,), repeats=1)
+    row = record["measured"]["8px-batch4"]
+    assert row["images_per_s"] == pytest.approx(4 / (0.5 * 5)) and row["steps_per_s"] == pytest.approx(0.5)
+    assert json.loads((tmp_path / "t.json").read_text())["measured"] == record["measured"]

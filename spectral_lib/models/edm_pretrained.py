@@ -91,7 +91,7 @@ class EDMCodeMissingError(FileNotFoundError):
 
 _HOW_TO_GET_THE_CODE = (
     f"The official EDM pickles need NVIDIA's own code to unpickle: run `git clone {EDM_CODE_URL}` and pass its "
-    "folder as edm_repo (the faces chapter's Colab cell does this). The code is not part of this project "
+    "folder as edm_repo (the images chapter's set-up cell does this). The code is not part of this project "
     "(licence CC BY-NC-SA 4.0)."
 )
 
