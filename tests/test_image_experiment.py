@@ -209,7 +209,8 @@ def test_figures_have_titles_and_labelled_axes(generator):
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     ratio = figures[1].axes[0].lines[1].get_ydata()
     assert np.allclose(ratio, np.log10(0.25))  # half the amplitude = a quarter of the power
-    crops = image_plots.plot_crops({"a": x[0, :, :4, :4], "b": x[1, :, :4, :4]}, title="crops", context=(x[0], (0, 0, 4)))
+    crops = image_plots.plot_crops({"a": x[0, :, :4, :4], "b": x[1, :, :4, :4]}, title="crops",
+                                   context=(x[0], (0, 0, 4)))
     assert len(crops.axes) == 3 and crops.get_suptitle() == "crops"
     panels = image_plots.plot_sample_panels({"data": x, "baseline": x}, ncols=2, nrow=2)
     assert "2 x 2 images of 16 px" in panels.get_suptitle()

@@ -44,7 +44,6 @@ __all__ = [
     "table1_rows",
     "Throughput",
     "PUBLISHED_THROUGHPUT",
-    "MEASURED_CPU",
     "measured_throughput",
     "full_cost",
 ]
@@ -166,11 +165,6 @@ PUBLISHED_THROUGHPUT: dict[str, Throughput] = {
 """GPU throughput from NVIDIA's published times (an upper bound on time: example.py's 64 images include start-up,
 and big-batch training is more efficient per image than batch 16; per GPU, V100 class)."""
 
-MEASURED_CPU: dict[str, dict[str, float]] = {}
-"""Our CPU measurements of stand-in networks of the real sizes (filled by ``spectral_lib.experiments.images bench``;
-see the chapter): ``{"<resolution>px-batch<B>": {"images_per_s": ..., "steps_per_s": ...}}``."""
-
-
 def measured_throughput(dataset: str, root: Path | None = None) -> Throughput | None:
     """The throughput of our own ``gpu``/``full`` runs of ``dataset`` (their result files), if any ran."""
     rates, steps = [], []
@@ -188,7 +182,9 @@ def measured_throughput(dataset: str, root: Path | None = None) -> Throughput | 
 
 def full_cost(dataset: str, throughput: Throughput | None = None) -> dict[str, Any]:
     """GPU-hours of ``full`` for one data set: every Table 1 row for both networks, fine-tuned for the profile's
-    steps and sampled ``fid_samples x len(fid_seeds)`` times (plus the run's own ``n_samples``).
+    steps and sampled ``fid_samples x len(fid_seeds)`` times (plus the run's own ``n_samples``). (Our CPU timings
+    of stand-ins of the same size, ``results/cpu/images/throughput.json`` from
+    :mod:`~spectral_lib.experiments.images.throughput`, give the scale on a CPU core.)
 
     ``throughput``: default our measured one (:func:`measured_throughput`), else :data:`PUBLISHED_THROUGHPUT`.
     """
