@@ -135,6 +135,9 @@ def test_zero_augment_labels_give_the_same_output_and_use_the_layer(generator):
 def test_checkpoints_refuse_data_they_were_not_trained_on():
     cifar_like = ep.EDMPretrainedNetwork(make_precond(img_resolution=8, label_dim=10))
     ep.check_network_fits_data(cifar_like, (3, 8, 8), 10)
+    cifar_like.check_data((3, 8, 8), 10)
+    with pytest.raises(ValueError, match="class-conditional with 10 classes, the data has no labels"):
+        cifar_like.check_data((3, 8, 8), 0)
     with pytest.raises(ValueError, match=r"takes images of 3 channels at 8x8, the data gives 3x16x16"):
         ep.check_network_fits_data(cifar_like, (3, 16, 16), None)
     with pytest.raises(ValueError, match=r"takes images of 3 channels at 8x8, the data gives 1x8x8"):

@@ -296,6 +296,11 @@ class EDMPretrainedNetwork(nn.Module):
         """Width of the inner network's ``map_augment`` layer (9 in every official checkpoint), 0 without one."""
         return augment_dim(self.precond)
 
+    def check_data(self, shape: tuple[int, ...], label_dim: int) -> None:
+        """Refuse a data set of another image shape ``(C, H, W)`` or class count before training
+        (:func:`check_network_fits_data`; a trainer calls it with the source's shape and ``label_dim``)."""
+        check_network_fits_data(self, shape, label_dim)
+
     def forward(
         self,
         x: torch.Tensor,
