@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spectral_lib.diffusion import DDPM, make_formulation
-from spectral_lib.diffusion.ddpm import Denoised, posterior_mean_variance
+from spectral_lib.diffusion.ddpm import Denoised, pointwise_distance, posterior_mean_variance
 
 
 def reference_alpha_bar(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -60,6 +60,33 @@ def test_x0_hat_exact_from_the_true_output(parameterization, generator):
     assert torch.equal(ddpm.pointwise_loss(den, x0, noise, levels), torch.zeros(3, dtype=torch.float64))
     zero = Denoised(output=torch.zeros_like(x0), x0_hat=x0)
     torch.testing.assert_close(ddpm.pointwise_loss(zero, x0, noise, levels), true.pow(2).mean(dim=(1, 2, 3)))
+
+
+def test_l1_and_l2_losses_by_hand():
+    """Both distances on a hand-computable case: per sample, the mean over all values of |d| or d^2."""
+    levels = torch.tensor([0, 1])
+    noise = torch.tensor([[[1.0, -2.0, 0.5, 0.0]], [[0.25, 0.25, -0.25, -0.25]]])
+    x0 = torch.zeros_like(noise)
+    den = Denoised(output=torch.zeros_like(noise), x0_hat=x0)  # eps_theta = 0: the error is the noise itself
+    l1 = DDPM(num_steps=4, loss="l1").pointwise_loss(den, x0, noise, levels)
+    l2 = DDPM(num_steps=4).pointwise_loss(den, x0, noise, levels)
+    assert l1.tolist() == [(1.0 + 2.0 + 0.5 + 0.0) / 4, 0.25]
+    assert l2.tolist() == [(1.0 + 4.0 + 0.25 + 0.0) / 4, 0.0625]
+    assert pointwise_distance(noise, x0, "l1").tolist() == l1.tolist()
+
+
+def test_l1_loss_closed_form_and_gradient(generator):
+    """E|eps| = sqrt(2 / pi) for eps ~ N(0, 1) (the loss of a network that outputs 0); d|d|/d output = -sign(d)."""
+    ddpm = DDPM(num_steps=50, beta_end=0.05, loss="l1")
+    noise = torch.randn((4, 1, 50_000), generator=generator, dtype=torch.float64)
+    x0 = torch.zeros_like(noise)
+    output = torch.zeros_like(noise, requires_grad=True)
+    loss = ddpm.pointwise_loss(Denoised(output=output, x0_hat=x0), x0, noise, torch.tensor([0, 10, 30, 49]))
+    np.testing.assert_allclose(loss.detach().numpy(), math.sqrt(2 / math.pi), rtol=0.01)
+    (grad,) = torch.autograd.grad(loss.sum(), output)
+    torch.testing.assert_close(grad, -torch.sign(noise) / noise[0].numel())
+    assert repr(ddpm).startswith("DDPM(num_steps=50, parameterization='eps', loss='l1'")
+    assert make_formulation("ddim", loss="l1").loss == "l1" and DDPM().loss == "l2"
 
 
 def test_eps_x0_hat_is_the_papers_eq5(generator):
@@ -157,6 +184,10 @@ def test_ddpm_errors():
         DDPM(parameterization="score")
     with pytest.raises(ValueError, match="unknown spectral_weight"):
         DDPM(spectral_weight="snr")
+    with pytest.raises(ValueError, match="unknown loss 'huber'; valid: 'l2', 'l1'"):
+        DDPM(loss="huber")
+    with pytest.raises(ValueError, match="unknown loss 'L1'"):
+        pointwise_distance(x, x, "L1")
     with pytest.raises(ValueError, match="levels must be integer steps"):
         ddpm.corrupt(x, torch.tensor([1.0, 2.0]), x)
     with pytest.raises(ValueError, match=r"levels must lie in \[0, 9\]"):

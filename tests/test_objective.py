@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -73,6 +74,49 @@ def test_ddpm_standard_objective_is_eps_mse():
     a = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t].float().view(-1, 1, 1, 1)
     expected = (net(a.sqrt() * x0 + (1 - a).sqrt() * eps, t.float()) - eps).pow(2).mean()
     torch.testing.assert_close(out.total, expected)
+
+
+class TinyVocoder(nn.Module):
+    """A 1-D convolution conditioned on the step and a "mel" tensor, like DiffWave's ``model(audio, t, mel)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv1d(1, 1, 5, padding=2)
+        self.step = nn.Parameter(torch.tensor(0.02))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.step * t.float().view(-1, 1, 1) + mel.mean(dim=1, keepdim=True).repeat_interleave(
+            x.shape[-1] // mel.shape[-1], dim=-1)
+
+
+def test_ddpm_l1_objective_is_lmnts_diffwave_loss():
+    """With DiffWave's schedule and loss="l1", the objective (value and parameter gradients) is the loss of LMNT's
+    DiffWave trainer, written out here from its description: noise levels ``cumprod(1 - beta)`` in float32,
+    ``noisy = sqrt(level_t) audio + sqrt(1 - level_t) noise`` and ``nn.L1Loss()(noise, predicted.squeeze(1))``."""
+    g = torch.Generator().manual_seed(5)
+    audio, mel = torch.rand((3, 64), generator=g) * 2 - 1, torch.rand((3, 8, 4), generator=g)  # LMNT: (N, T)
+    ours_net, lmnt_net = TinyVocoder(), TinyVocoder()
+    ddpm = make_formulation("ddpm", num_steps=50, beta_start=1e-4, beta_end=0.05, loss="l1")
+    ours = diffusion_loss(ddpm, ours_net, audio.unsqueeze(1), cond={"mel": mel},
+                          generator=torch.Generator().manual_seed(9))
+    ours.total.backward()
+    # LMNT's training step with the same draws (step t first, then the noise, as our objective documents)
+    draws = torch.Generator().manual_seed(9)
+    t = torch.randint(0, 50, (3,), generator=draws)
+    noise = torch.randn((3, 1, 64), generator=draws).squeeze(1)
+    noise_level = torch.from_numpy(np.cumprod(1 - np.linspace(1e-4, 0.05, 50)).astype(np.float32))
+    scale = noise_level[t].unsqueeze(1)
+    noisy = scale**0.5 * audio + (1.0 - scale) ** 0.5 * noise
+    predicted = lmnt_net(noisy.unsqueeze(1), t, mel)
+    lmnt = nn.L1Loss()(noise, predicted.squeeze(1))
+    lmnt.backward()
+    torch.testing.assert_close(ours.total, lmnt)
+    for a, b in zip(ours_net.parameters(), lmnt_net.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    squared = diffusion_loss(make_formulation("ddpm", num_steps=50, beta_end=0.05), ours_net, audio.unsqueeze(1),
+                             cond={"mel": mel}, generator=torch.Generator().manual_seed(9))
+    assert not torch.allclose(squared.total, lmnt)  # the default (squared error) is not LMNT's loss
 
 
 @pytest.mark.parametrize("weighting", ["none", "formulation"])

@@ -44,21 +44,66 @@ def test_profiles_exist_and_validate():
         config = get_profile("ljspeech", name)
         settings = sp.vocoder_eval(config)
         assert settings.inference_betas == DIFFWAVE_FAST_BETAS
-        assert config.formulation_kwargs == {"num_steps": 50, "beta_start": 1e-4, "beta_end": 0.05}
+        loss = {"loss": "l1"} if name in ("gpu", "full") else {}
+        assert config.formulation_kwargs == {"num_steps": 50, "beta_start": 1e-4, "beta_end": 0.05, **loss}
         assert config.sample_every == 0  # the vocoder cannot draw unconditional figures during training
         assert config.data["source"] == "audio" and config.data["split"] == "train"
         assert ("standin" in config.data) == (name in ("smoke", "cpu"))
 
 
 @pytest.mark.parametrize("name", ["gpu", "full"])
-def test_gpu_profiles_follow_the_paper(name):
+def test_gpu_profiles_follow_the_paper_and_lmnts_recipe(name):
     config = get_profile("ljspeech", name)
     assert config.model == {"name": "diffwave", "preset": "paper", "pretrained": "diffwave-ljspeech"}
     assert (config.batch_size, config.lr, config.data["crop_frames"]) == (16, 2e-4, 62)
     assert config.checkpoint_every > 0  # resumable after a disconnect
     assert config.lambda_spec == pytest.approx(sp.paper_lambda_equivalent("fourier_amp", 1e-4))
+    # LMNT's learner: L1 on the noise, float32, Adam at a constant rate, no clipping, no EMA
+    assert config.formulation == "ddpm" and config.formulation_kwargs["loss"] == "l1"
+    assert (config.amp, config.grad_clip, config.ema_decay) == ("off", 1e9, 0.0)  # LMNT: clip at 1e9, log the norm
+    assert (config.lr_schedule, config.warmup_steps, config.weight_decay) == ("constant", 0, 0.0)
     if name == "full":
         assert config.steps == 150_000
+
+
+def test_adamw_without_weight_decay_is_lmnts_adam():
+    """Our trainer's optimizer (AdamW) with weight_decay=0 makes the same updates as LMNT's torch.optim.Adam."""
+    g = torch.Generator().manual_seed(0)
+    start, grads = torch.randn(5, generator=g), [torch.randn(5, generator=g) for _ in range(4)]
+    params = [start.clone().requires_grad_(True), start.clone().requires_grad_(True)]
+    optimizers = [torch.optim.AdamW([params[0]], lr=2e-4, weight_decay=0.0), torch.optim.Adam([params[1]], lr=2e-4)]
+    for grad in grads:
+        for p, opt in zip(params, optimizers, strict=True):
+            p.grad = grad.clone()
+            opt.step()
+    torch.testing.assert_close(params[0], params[1], rtol=0, atol=0)
+    assert not torch.equal(params[0], start)
+
+
+def test_ema_decay_zero_samples_the_trained_weights():
+    """ema_decay=0 (gpu/full) means no EMA: after every update the sampled copy equals the trained weights."""
+    from spectral_lib.experiments.train import EMA
+
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, 0.0)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model, 1)
+    assert torch.equal(ema.module.weight, model.weight) and torch.equal(ema.module.bias, model.bias)
+
+
+def test_recipe_table_sets_lmnt_beside_our_profiles():
+    table = sp.recipe_table("cpu", "gpu")
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[cells[0]] = cells
+    assert set(sp.LMNT_RECIPE) <= set(rows) and table.splitlines()[0].count("|") == 6
+    assert rows["diffusion loss"][3].startswith("squared error") and rows["diffusion loss"][4].startswith("L1")
+    assert rows["gradient clipping"][3] == "global norm 1" and rows["gradient clipping"][4].startswith("at norm 1e9")
+    assert rows["EMA of the weights"][4].startswith("none") and rows["precision"][4] == "float32"
+    assert rows["learning rate"][4] == "2e-4, constant, no warm-up"
+    assert "15 872 samples" in rows["batch"][4] and rows["steps"][4] == "1500"
 
 
 def test_sample_kwargs_are_checked():
@@ -105,6 +150,13 @@ def test_lambda_table():
     assert sp.lambda_for("none", "cpu") == 0.0
     assert sp.lambda_for("fourier_amp", "cpu") == get_profile("ljspeech", "cpu").lambda_spec
     assert sp.lambda_for("wavelet", "gpu") == pytest.approx(1e-4 * 62 * 256 / 4)
+    assert sp.lambda_for("wavelet", "full", paper_lambda=1e-6) == pytest.approx(1e-6 * 62 * 256 / 4)
+    assert sp.PAPER_LAMBDAS == (1e-4, 1e-5, 1e-6) and "mrstft" not in sp.PAPER_REGULARIZERS
+    assert set(sp.LAMBDAS["gpu"]) == set(sp.PAPER_REGULARIZERS) | set(sp.BEYOND_PAPER)
+    with pytest.raises(ValueError, match="paper_lambda applies to the paper's regularizers"):
+        sp.lambda_for("wavelet", "cpu", paper_lambda=1e-5)
+    with pytest.raises(ValueError, match="paper_lambda applies"):
+        sp.lambda_for("mrstft", "gpu", paper_lambda=1e-5)
     with pytest.raises(ValueError, match="profile for experiment 'ljspeech'"):
         sp.lambda_for("wavelet", "laptop")
     with pytest.raises(ValueError, match="not in the paper|paper's variants"):
@@ -266,6 +318,22 @@ def test_smoke_run_end_to_end(smoke_run):
     assert torch.equal(reference, sp.heldout_clips(smoke_run.config, 2)[0])  # paired with the samples
 
 
+def test_lmnt_recipe_trains_with_l1_no_ema_and_a_logged_gradient_norm(tmp_path):
+    """The gpu/full recipe on the tiny vocoder: L1 loss, clipping at 1e9 (norm logged), no EMA (sampled = trained)."""
+    from spectral_lib.experiments.checkpoint import load_checkpoint
+
+    recipe = {k: getattr(get_profile("ljspeech", "gpu"), k) for k in ("formulation_kwargs", "grad_clip", "ema_decay",
+                                                                       "amp", "lr", "lr_schedule", "weight_decay")}
+    result = run_mod.run_experiment("ljspeech", profile="smoke", regularizer="fourier_amp", lambda_spec=1.0,
+                                    out=tmp_path / "lmnt", **{**FAST, "warmup_steps": 0, "checkpoint_every": 1},
+                                    **recipe)
+    assert result.config.formulation_kwargs["loss"] == "l1" and result.config.grad_clip == 1e9
+    assert all(line["grad_norm"] > 0 for line in result.history)  # LMNT logs the norm; clipping never bites
+    state = load_checkpoint(tmp_path / "lmnt" / "checkpoints" / "last.pt")
+    for name, value in state["model"].items():
+        assert torch.equal(state["ema"][name], value), name
+
+
 def test_smoke_run_is_a_cache_and_resamples_identically(smoke_run):
     again = run_mod.run_experiment("ljspeech", profile="smoke", regularizer="fourier_amp", lambda_spec=1.0,
                                    out=smoke_run.out_dir, resume=True, **FAST)
@@ -292,3 +360,18 @@ def test_cli_without_data_at_gpu_profile_says_what_is_missing(tmp_path, capsys):
                  "--no-progress"])
     assert code == 2
     assert "needs data_dir" in capsys.readouterr().err
+
+
+def test_shipped_loss_comparison_matches_the_cpu_profile(tmp_path):
+    """The chapter's L1-vs-squared-error table is shipped; it must still be the current cpu profile's (or fail)."""
+    data = sp.loss_comparison()
+    assert set(data["metrics"]) == {"l1", "l2"} and "run_loss_comparison" in data["command"]
+    assert data["configs"]["l1"]["formulation_kwargs"]["loss"] == "l1"
+    for metrics in data["metrics"].values():
+        assert {"mrstft", "pesq", "fd_logmel", "ndb", "hf_energy_ratio"} <= set(metrics)
+    stale = json.loads(json.dumps(data))
+    stale["configs"]["l2"]["lr"] = 1e-3
+    path = tmp_path / "stale.json"
+    path.write_text(json.dumps(stale))
+    with pytest.raises(ValueError, match=r"l2 run's configuration differs from the current cpu profile in \['lr'\]"):
+        sp.loss_comparison(str(path))

@@ -5,6 +5,10 @@
    interleaved rounds), and steps per second.
 2. The losses alone (:mod:`spectral_lib.bench.losses`, when present): forward + backward of each spectral loss over
    an MSE on the same batch. Without the network this is an upper bound on the relative overhead.
+3. The library's hand-written fast paths against the plain PyTorch they replace
+   (:mod:`spectral_lib.bench.implementations`): the custom autograd functions of the Fourier losses, the MR-STFT's
+   framing, the wavelet DWT as matrices; speed-up = plain / ours. Every speed claim in a docstring or the book is
+   one of these rows.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", default="auto", choices=("auto", "wall", "cpu"),
                         help="auto (CPU time of this process on a CPU, synchronised wall time on CUDA), wall or cpu")
     parser.add_argument("--no-losses", action="store_true", help="skip the table of the losses alone")
+    parser.add_argument("--no-implementations", action="store_true",
+                        help="skip the table of hand-written fast paths against plain PyTorch")
     parser.add_argument("--json", help="also write every row to this JSON file")
     args = parser.parse_args(argv)
 
@@ -59,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             loss_rows = losses.time_losses(device=device)
             print(losses.format_table(loss_rows))
             result["losses"] = loss_rows
+    if not args.no_implementations:
+        from spectral_lib.bench import implementations
+
+        print("\nHand-written fast paths against the plain PyTorch they replace (forward + backward); "
+              "speed-up = plain / ours, > 1: ours is faster")
+        impl_rows = implementations.compare(device=device, clock=args.clock)
+        print(implementations.format_comparison(impl_rows))
+        result["implementations"] = impl_rows
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, default=str)

@@ -4,7 +4,9 @@ Pieces, each a small function, then a thin class that holds the schedule:
 
 - forward corruption ``q(x_t | x_0)`` (Ho et al., Eq. 4);
 - the clean-signal estimate ``x0_hat`` from the network output (Eq. 15 for eps, the spectral paper's Eq. 5);
-- the training target of each parameterisation and its MSE, one value per sample (Eq. 14, "L_simple");
+- the training target of each parameterisation and its distance to the network output, one value per sample: the
+  squared error (Eq. 14, "L_simple", the default) or the absolute error (``loss="l1"``, the loss of LMNT's DiffWave
+  trainer, which the spectral paper fine-tunes);
 - the posterior ``q(x_{t-1} | x_t, x0_hat)`` (Eqs. 6-7) for ancestral sampling (Algorithm 2).
 
 Levels are integer steps ``t`` in ``[0, T - 1]`` (0 = least noisy); the network receives ``t`` as a float,
@@ -28,6 +30,7 @@ from spectral_lib.diffusion.schedules import (
 
 __all__ = [
     "PARAMETERIZATIONS",
+    "DDPM_LOSSES",
     "DDPM_SPECTRAL_WEIGHTS",
     "Denoised",
     "DDPM",
@@ -37,11 +40,13 @@ __all__ = [
     "x0_from_output",
     "eps_from_x0",
     "parameterization_target",
+    "pointwise_distance",
     "posterior_mean_variance",
     "edm_loss_weight",
 ]
 
 PARAMETERIZATIONS: tuple[str, ...] = ("eps", "v", "x0")
+DDPM_LOSSES: tuple[str, ...] = ("l2", "l1")
 DDPM_SPECTRAL_WEIGHTS: tuple[str, ...] = ("ones", "edm")
 
 Model = Callable[..., torch.Tensor]
@@ -156,6 +161,22 @@ def parameterization_target(
     return x0
 
 
+def pointwise_distance(output: torch.Tensor, target: torch.Tensor, loss: str = "l2") -> torch.Tensor:
+    """Per-sample distance between network output and training target, averaged over all but the batch axis.
+
+    - ``"l2"``: ``mean |target - output|^2`` (Ho et al. 2020, Eq. 14, "L_simple");
+    - ``"l1"``: ``mean |target - output|`` (LMNT's DiffWave trainer: ``nn.L1Loss()`` on the noise, whose batch mean
+      equals the mean of these per-sample values when every sample has the same size).
+
+    Shapes: ``output`` and ``target`` ``(B, ...)``; returns ``(B,)``.
+    """
+    diff = output - target
+    if loss == "l2":
+        return diff.pow(2).flatten(1).mean(dim=1)
+    check_choice(loss, "loss", DDPM_LOSSES)
+    return diff.abs().flatten(1).mean(dim=1)
+
+
 def posterior_mean_variance(
     x0_hat: torch.Tensor,
     x_t: torch.Tensor,
@@ -209,6 +230,9 @@ class DDPM:
             ``lambda_EDM(sigma_t)`` with the equivalent noise level ``sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)``
             (our extension of the paper's "weighted" variant to DDPM; it is large, ~1e4, at ``t = 0``).
         sigma_data: ``sigma_data`` of the ``"edm"`` spectral weight (0.5, as in EDM).
+        loss: the distance of :meth:`pointwise_loss`: ``"l2"`` (default, Ho et al.'s "L_simple") or ``"l1"`` (the
+            absolute error, as LMNT's DiffWave trainer minimises it; the spectral paper's vocoder fine-tune, whose
+            lambda values are relative to it). Samplers are unaffected.
     """
 
     name = "ddpm"
@@ -225,8 +249,10 @@ class DDPM:
         clip_x0_hat: bool = True,
         spectral_weight: str = "ones",
         sigma_data: float = 0.5,
+        loss: str = "l2",
     ) -> None:
         check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+        check_choice(loss, "loss", DDPM_LOSSES)
         check_choice(spectral_weight, "spectral_weight", DDPM_SPECTRAL_WEIGHTS)
         if betas is None:
             betas = make_betas(schedule, num_steps, beta_start=beta_start, beta_end=beta_end)
@@ -237,12 +263,13 @@ class DDPM:
         self.clip_x0_hat = bool(clip_x0_hat)
         self.spectral_weight_kind = spectral_weight
         self.sigma_data = float(sigma_data)
+        self.loss = loss
         self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_steps={self.num_steps}, parameterization={self.parameterization!r}, "
-            f"clip_x0_hat={self.clip_x0_hat})"
+            f"loss={self.loss!r}, clip_x0_hat={self.clip_x0_hat})"
         )
 
     # -- schedule lookup ------------------------------------------------------------------------------------------
@@ -307,11 +334,12 @@ class DDPM:
         self, denoised: Denoised, x0: torch.Tensor, noise: torch.Tensor, levels: torch.Tensor
     ) -> torch.Tensor:
         """``|| target - output ||^2`` averaged over all but the batch axis (Ho et al. Eq. 14, "L_simple", for eps;
-        the same unweighted MSE on ``v`` or ``x0`` for the other parameterisations). Returns ``(B,)``."""
+        the same unweighted MSE on ``v`` or ``x0`` for the other parameterisations), or ``|target - output|``
+        averaged likewise with ``loss="l1"`` (see :func:`pointwise_distance`). Returns ``(B,)``."""
         _check_same_shape(denoised.output, x0, ("denoised.output", "x0"))
         _check_same_shape(noise, x0, ("noise", "x0"))
         target = parameterization_target(x0, noise, self.alpha_bar_at(levels, x0), self.parameterization)
-        return (denoised.output - target).pow(2).flatten(1).mean(dim=1)
+        return pointwise_distance(denoised.output, target, self.loss)
 
     def spectral_weight(self, levels: torch.Tensor) -> torch.Tensor:
         """Per-sample weight of the spectral term, ``(B,)``: ones, or ``lambda_EDM(sigma_t)`` (see the class doc)."""

@@ -20,10 +20,11 @@ Speed
 One DWT level along one axis is a linear map, padding included: ``[low | high] = x @ M`` with ``M`` the
 ``(n, 2 m)`` analysis matrix of the wavelet, the boundary mode and the length ``n``. For signals up to
 :data:`DENSE_MAX_SIZE` samples a side the transform runs as these matrix products (two per level in 2-D, rows then
-columns; ``M`` is built once per size by PyWavelets itself, from the identity, and cached). On a CPU this was
-1.5-2.3x faster (CPU time, forward + backward) than ptwt's strided convolutions at 16-64 pixels in our
-measurements, most for bior1.3: the convolution backward of small single-channel filters is slow there
-(``book/10_cost.ipynb``). Longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
+columns; ``M`` is built once per size by PyWavelets itself, from the identity, and cached). On a CPU this is
+faster (CPU time, forward + backward) than ptwt's strided convolutions at 16-64 pixels, most for bior1.3: the
+convolution backward of small single-channel filters is slow there. The speed-up depends on the machine and its
+load; ``python -m spectral_lib.bench.implementations --kinds wavelet`` prints it (``book/10_cost.ipynb`` shows the
+same comparison). Longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
 transforms ``pred - target`` once instead of both signals (the DWT is linear, so the band differences are the bands
 of the difference).
 """
@@ -68,8 +69,9 @@ __all__ = [
 WAVELET_MODES: tuple[str, ...] = ("reflect", "zero", "constant", "periodic", "symmetric")
 ORIENTATIONS_2D: tuple[str, ...] = ("horizontal", "vertical", "diagonal")
 #: Signals whose every side is at most this many samples are transformed with dense analysis matrices (module
-#: docstring, "Speed"); larger ones with ptwt. Our choice: at 256 both cost about the same on a CPU, beyond it the
-#: ``O(n)`` matrix work per sample loses to the ``O(filter length)`` convolution.
+#: docstring, "Speed"); larger ones with ptwt. Our choice: the ``O(n)`` matrix work per sample loses to the
+#: ``O(filter length)`` convolution as ``n`` grows; ``python -m spectral_lib.bench.implementations --kinds wavelet``
+#: times both at this limit (on one CPU thread: about even for bior1.3, while Haar's convolutions were faster there).
 DENSE_MAX_SIZE = 256
 
 
