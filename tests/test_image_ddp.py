@@ -83,9 +83,11 @@ def _ddp_rank(out: Path, data: Path, broken: bool) -> None:
 
 def _fid_rank(out: Path, run_dir: Path) -> None:
     from spectral_lib.experiments import images
+    from spectral_lib.experiments.images import fid as fid_mod
     from spectral_lib.metrics.fid import RandomConvFeatures
 
     torch.set_num_threads(1)
+    ctx = fid_mod.distributed_context("cpu")  # one group for the whole job (re-creating one can hang)
     ref = np.load(out / "reference.npz")
     stats_rank(out, run_dir, batch_size=3, name="sharded")
     shard_run = out / "sharded_run"
@@ -95,6 +97,7 @@ def _fid_rank(out: Path, run_dir: Path) -> None:
         np.save(out / "sharded_fid.npy", np.asarray(result["values"] + [result["world_size"]]))
     else:
         assert result is None
+    ctx.close()
 
 
 def stats_rank(out: Path, run_dir: Path, *, batch_size: int, name: str) -> None:
@@ -170,6 +173,53 @@ def test_sharded_fid_equals_one_process(tmp_path, monkeypatch):
     assert values[-1] == 2  # computed by two ranks
     np.testing.assert_allclose(values[:-1], alone["values"], rtol=1e-4)
     assert alone["world_size"] == 1 and alone["values"][0] != alone["values"][1]
+
+
+@pytest.mark.slow
+def test_command_line_runs_a_row_under_torchrun(tmp_path):
+    """``torchrun -m spectral_lib.experiments.images run``: DDP fine-tune of a conditional stand-in checkpoint with an
+    augment layer, sharded FID (stand-in features), one result file written by rank 0."""
+    import pickle
+
+    from test_edm_datasets import write_cifar_tarball
+    from test_edm_pretrained import EDMPrecond
+
+    from spectral_lib.data.edm_datasets import convert_cifar10
+    from spectral_lib.metrics.fid import RandomConvFeatures, compute_features, feature_statistics
+
+    write_cifar_tarball(tmp_path / "cifar-10-python.tar.gz")
+    data = convert_cifar10(tmp_path / "cifar-10-python.tar.gz", tmp_path / "cifar10-32x32.zip", progress=False)
+    repo = tmp_path / "edm"
+    for sub, name in (("torch_utils", "persistence.py"), ("dnnlib", "__init__.py")):
+        (repo / sub).mkdir(parents=True)
+        (repo / sub / name).write_text("")
+    torch.manual_seed(0)
+    with open(tmp_path / "edm-standin.pkl", "wb") as f:
+        pickle.dump({"ema": EDMPrecond(img_resolution=32, label_dim=10, augment_dim=9).eval()}, f)
+    reference = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mu, sigma = feature_statistics(compute_features(RandomConvFeatures(0), reference))
+    np.savez(tmp_path / "reference.npz", mu=mu, sigma=sigma)
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"),
+           "SPECTRAL_RESULTS_DIR": str(tmp_path / "results"), "SPECTRAL_LIB_CACHE": str(tmp_path / "cache"),
+           "SPECTRAL_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "spectral_lib.experiments.images", "run", "--dataset",
+           "cifar10", "--profile", "gpu", "--network", "vp", "--variant", "fourier_amp-unweighted", "--data",
+           str(data), "--edm-repo", str(repo), "--root", str(tmp_path / "runs"), "--checkpoint",
+           str(tmp_path / "edm-standin.pkl"), "--steps", "2", "--fid-samples", "6", "--fid-seeds", "0,1",
+           "--features", "random-conv", "--reference", str(tmp_path / "reference.npz")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("written to") == 1
+    import json
+
+    record = json.loads((tmp_path / "results" / "gpu" / "cifar10" / "vp-fourier_amp-unweighted.json").read_text())
+    fid = record["fid"]
+    assert fid["world_size"] == 2 and fid["n"] == 6 and len(fid["values"]) == 2
+    assert fid["name"].startswith("FD (local features") and fid["precision"]["network"] == "float32"
+    assert record["training"]["steps"] == 2 and "--variant fourier_amp-unweighted" in record["command"]
 
 
 if __name__ == "__main__":

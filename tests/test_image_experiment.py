@@ -287,10 +287,11 @@ def test_cifar10_labels_flow_into_fine_tuning_fid_and_results(tmp_path, real_pat
     assert len(fid["values"]) == 2 and fid["values"][0] != fid["values"][1] and fid["std"] > 0
     assert fid["precision"] == {"network": "float32", "sampler": "float64"}
 
-    path = images.write_result("gpu", "cifar10", "vp", variant, fid, run_metrics=result.metrics)
+    path = images.write_result("gpu", "cifar10", "vp", variant, fid, run_metrics=result.metrics, config=result.config)
     assert path == tmp_path / "results" / "gpu" / "cifar10" / "vp-fourier_amp-unweighted.json"
     record = json.loads(path.read_text())
     assert record["fid"]["values"] == fid["values"] and "--variant fourier_amp-unweighted" in record["command"]
+    assert record["training"]["steps"] == 2 and record["training"]["lr"] == 2e-4
     rows = {r[1]: r for r in images.table1_rows("cifar10", networks=("vp",))}
     assert rows["AMP (unweighted)"][3].startswith(f"{fid['mean']:.2f} ± ") and "n=5" in rows["AMP (unweighted)"][3]
     assert rows["AMP (unweighted)"][4] == rows["baseline"][3] == images.NOT_RUN

@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--root", default="runs/images", help="where run folders go")
     run.add_argument("--seed", type=int, default=0, help="training seed")
     run.add_argument("--autocast", choices=["fp16", "bf16"], help="sample for FID under autocast (labelled)")
+    run.add_argument("--checkpoint", help="a network pickle (path or URL) instead of the official one, e.g. a "
+                                          "snapshot of EDM's own training")
+    run.add_argument("--steps", type=int, help="fine-tuning steps (default: the profile's)")
+    run.add_argument("--fid-samples", type=int, help="images per FID seed (default: the profile's)")
+    run.add_argument("--fid-seeds", help="FID seeds, comma-separated (default: the profile's)")
+    run.add_argument("--reference", help="FID reference statistics (.npz with mu, sigma; default NVIDIA's)")
+    run.add_argument("--features", choices=["inception", "random-conv"], default="inception",
+                     help="random-conv: offline stand-in features for tests; the value is then NOT FID and its "
+                          "result file says so")
     sub.add_parser("bench", help="CPU images/s and steps/s of stand-ins of the real networks' size")
     return parser
 
@@ -77,22 +86,33 @@ def run_row(args: argparse.Namespace) -> None:
     import torch
 
     from spectral_lib.experiments.images.evaluation import run_variant
-    from spectral_lib.experiments.images.fid import fid_for_run
+    from spectral_lib.experiments.images.fid import distributed_context, fid_for_run
     from spectral_lib.experiments.images.results import write_result
 
     plan, variant = settings(args.profile), Variant.from_key(args.variant)
+    ctx = distributed_context()  # one process group for training and FID (the trainer reuses it, see fid.py)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = plan.tf32
     _clone_edm(args.edm_repo)
     data = _prepared_data(args.dataset, args.data)
+    overrides = {} if args.steps is None else {"steps": args.steps}
+    if args.checkpoint:
+        overrides["model"] = {"network": args.checkpoint, "edm_repo": args.edm_repo}
     result = run_variant(args.profile, variant, dataset=args.dataset, root=args.root, seed=args.seed,
-                         network=args.network, edm_repo=args.edm_repo, data_dir=data, progress=True)
-    fid = fid_for_run(result.out_dir, n=plan.fid_samples, seeds=plan.fid_seeds,
-                      reference=DATASETS[args.dataset].fid_reference, batch_size=plan.fid_batch_size,
-                      autocast=args.autocast, sampler_dtype=plan.sampler_dtype, progress=True)
+                         network=args.network, edm_repo=args.edm_repo, data_dir=data, progress=True, **overrides)
+    seeds = plan.fid_seeds if args.fid_seeds is None else tuple(int(k) for k in args.fid_seeds.split(","))
+    extractor = None
+    if args.features == "random-conv":
+        from spectral_lib.metrics.fid import RandomConvFeatures
+
+        extractor = RandomConvFeatures(0)
+    fid = fid_for_run(result.out_dir, n=args.fid_samples or plan.fid_samples, seeds=seeds,
+                      reference=args.reference or DATASETS[args.dataset].fid_reference, batch_size=plan.fid_batch_size,
+                      autocast=args.autocast, sampler_dtype=plan.sampler_dtype, extractor=extractor, progress=True)
     if fid is not None:  # rank 0
         path = write_result(args.profile, args.dataset, args.network, variant, fid, run_metrics=result.metrics,
-                            seed=args.seed)
+                            config=result.config, seed=args.seed)
         print(f"FID {fid['mean']:.3f} (n={fid['n']}, seeds {fid['seeds']}); written to {path}")
+    ctx.close()
 
 
 def main(argv: list[str] | None = None) -> int:

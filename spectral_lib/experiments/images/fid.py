@@ -119,7 +119,13 @@ class DistContext:
 def distributed_context(device: str | torch.device | None = None) -> DistContext:
     """Join the ``torchrun`` job (``WORLD_SIZE > 1``) or run alone. NCCL on CUDA (``cuda:LOCAL_RANK``), gloo on the
     CPU; a gloo group is made for gathering features either way. The timeout is 2 hours, because rank 0 may still
-    be sampling the run's own figures when the others arrive."""
+    be sampling the run's own figures when the others arrive.
+
+    An existing process group is reused and left open (``close`` then does nothing). **Create the group once per
+    process, before training** (as ``python -m spectral_lib.experiments.images run`` does): the trainer then keeps
+    it too. Destroying a group and creating another in the same ``torchrun`` job can meet the old group's keys in
+    torchrun's store and hang or fail (seen here with gloo).
+    """
     import torch.distributed as dist
 
     from spectral_lib.device import default_device
@@ -134,7 +140,8 @@ def distributed_context(device: str | torch.device | None = None) -> DistContext
         torch.cuda.set_device(dev)
     created = not dist.is_initialized()
     if created:
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2),
+                                **({"device_id": dev} if use_cuda else {}))
     group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     return DistContext(dist.get_rank(), dist.get_world_size(), dev, group, created)
 

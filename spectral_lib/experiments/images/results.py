@@ -65,14 +65,15 @@ def result_path(profile: str, dataset: str, row: str, root: Path | None = None) 
 
 
 def write_result(profile: str, dataset: str, network: str, variant: Variant, fid: Mapping[str, Any], *,
-                 run_metrics: Mapping[str, Any] | None = None, seed: int = 0, root: Path | None = None,
-                 command: str | None = None) -> Path:
+                 run_metrics: Mapping[str, Any] | None = None, config: Any = None, seed: int = 0,
+                 root: Path | None = None, command: str | None = None) -> Path:
     """Write one row's numbers (atomically) and return the file. ``fid`` is ``fid_for_run``'s result;
-    ``run_metrics`` the run's ``metrics.json`` (training time, spectra...)."""
+    ``run_metrics`` the run's ``metrics.json`` (training time, spectra...); ``config`` the run's
+    ``ExperimentConfig`` (default: the profile's)."""
     from spectral_lib.experiments.checkpoint import atomic_write_text
 
     path = result_path(profile, dataset, row_name(network, variant, seed), root)
-    config = get_profile(dataset, profile)
+    config = config if config is not None else get_profile(dataset, profile)
     record = {
         "dataset": dataset, "profile": profile, "network": network, "variant": variant.key, "label": variant.label,
         "training_seed": seed, "fid": dict(fid),
