@@ -14,7 +14,7 @@ A decimal number (``0.39``, ``1e-4``) or a percentage (``90 %``) in a markdown c
 * in :data:`ALLOWED`, the reviewed list of structural numbers (a constant of the method or a definition, not a
   result), each with its reason.
 
-The paper's own numbers are findings too: display them from the library's constants (e.g. ``faces.PAPER_FID``)
+The paper's own numbers are findings too: display them from the library's constants (e.g. ``images.PAPER_TABLE1``)
 and glue them, so that the prose and the table beside it cannot disagree.
 """
 

@@ -104,9 +104,51 @@ def test_class_and_augment_labels_pass_through_as_conditioning(generator):
     cond = {"class_labels": labels, "augment_labels": augment}
     torch.testing.assert_close(EDM().denoise(net, x, SIGMAS, cond=cond).x0_hat,
                                precond(x, SIGMAS, labels, augment_labels=augment), rtol=1e-5, atol=1e-5)
-    # no labels on a conditional network: zeros, as EDMPrecond does
+    # no labels on a conditional network while sampling (eval): zeros, as EDMPrecond does
+    net.eval()
     torch.testing.assert_close(EDM().denoise(net, x, SIGMAS).x0_hat, precond(x, SIGMAS), rtol=1e-5, atol=1e-5)
     assert precond.model.seen[-1]["class_labels"].shape == (1, 4)
+    # ... but never while training: the labels would silently be zeros
+    net.train()
+    with pytest.raises(ValueError, match="checkpoint is class-conditional with 4 classes, the data has no labels"):
+        EDM().denoise(net, x, SIGMAS)
+
+
+def test_zero_augment_labels_give_the_same_output_and_use_the_layer(generator):
+    """Every official network has a bias-free ``map_augment``; zeros of its width change nothing but keep the layer
+    in the graph (DDP needs every parameter used; ``test_edm_ddp`` runs that under torchrun)."""
+    precond = make_precond(augment_dim=9)
+    net = ep.EDMPretrainedNetwork(precond)
+    assert net.augment_dim == ep.augment_dim(precond) == 9 and ep.augment_dim(make_precond()) == 0
+    x = torch.randn(len(SIGMAS), 3, 8, 8, generator=generator)
+    net.eval()
+    ours = EDM().denoise(net, x, SIGMAS).x0_hat
+    seen = precond.model.seen[-1]["augment_labels"]
+    assert seen is not None and seen.shape == (len(SIGMAS), 9) and not seen.any()
+    torch.testing.assert_close(ours, precond(x, SIGMAS), rtol=1e-6, atol=1e-6)  # EDMPrecond passes None
+    net.train()
+    x0 = torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1
+    diffusion_loss(EDM(), net, x0, generator=generator).total.backward()
+    assert precond.model.map_augment.weight.grad is not None  # in the graph (its gradient is zero)
+
+
+def test_checkpoints_refuse_data_they_were_not_trained_on():
+    cifar_like = ep.EDMPretrainedNetwork(make_precond(img_resolution=8, label_dim=10))
+    ep.check_network_fits_data(cifar_like, (3, 8, 8), 10)
+    cifar_like.check_data((3, 8, 8), 10)
+    with pytest.raises(ValueError, match="class-conditional with 10 classes, the data has no labels"):
+        cifar_like.check_data((3, 8, 8), 0)
+    with pytest.raises(ValueError, match=r"takes images of 3 channels at 8x8, the data gives 3x16x16"):
+        ep.check_network_fits_data(cifar_like, (3, 16, 16), None)
+    with pytest.raises(ValueError, match=r"takes images of 3 channels at 8x8, the data gives 1x8x8"):
+        ep.check_network_fits_data(cifar_like, (1, 8, 8), None)
+    with pytest.raises(ValueError, match="class-conditional with 10 classes, the data has 3 classes"):
+        ep.check_network_fits_data(cifar_like, None, 3)
+    uncond = ep.EDMPretrainedNetwork(make_precond())
+    with pytest.raises(ValueError, match="checkpoint is unconditional .no labels., the data has 10 classes"):
+        uncond(torch.zeros(2, 3, 8, 8), torch.zeros(2), class_labels=torch.zeros(2, 10))
+    with pytest.raises(ValueError, match="class-conditional with 10 classes, the data has 4 classes"):
+        cifar_like(torch.zeros(2, 3, 8, 8), torch.zeros(2), class_labels=torch.zeros(2, 4))
 
 
 def test_heun_sampling_through_the_wrapper_equals_sampling_the_precond(generator):
@@ -147,7 +189,7 @@ def test_wrapper_refuses_other_preconditionings_and_bad_inputs():
     with pytest.raises(ValueError, match="got a Linear"):
         ep.EDMPretrainedNetwork(nn.Linear(2, 2))
     net = ep.EDMPretrainedNetwork(make_precond())
-    with pytest.raises(ValueError, match=r"x must be \(B, 3, H, W\) for this network, got shape \(2, 1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"takes images of 3 channels at 8x8, the data gives 1x8x8"):
         net(torch.zeros(2, 1, 8, 8), torch.zeros(2))
     with pytest.raises(ValueError, match=r"noise_cond must be \(2,\)"):
         net(torch.zeros(2, 3, 8, 8), torch.zeros(3))

@@ -146,3 +146,11 @@ def test_metrics_package_exports_resolve():
     import spectral_lib.metrics.fid as fid_module
 
     assert fid_module.__name__ == "spectral_lib.metrics.fid" and callable(metrics.fid_score)
+
+
+def test_quantisation_follows_edm_generate_py():
+    from spectral_lib.metrics.fid import quantize_like_edm
+
+    x = torch.tensor([-1.5, -1.0, -1.0 + 1.2 / 127.5, 0.0, 0.4 / 127.5, 1.0, 2.0], dtype=torch.float64)
+    expected = np.clip(np.floor(x.double().numpy() * 127.5 + 128), 0, 255).astype(np.uint8)  # generate.py's formula
+    assert quantize_like_edm(x).tolist() == expected.tolist() == [0, 0, 1, 128, 128, 255, 255]

@@ -5,7 +5,9 @@ What people have on disk, and what this module reads:
 * a folder tree of PNG/JPEG files, e.g. FFHQ's official ``thumbnails128x128/00000/00000.png ...`` or
   ``images1024x1024/...`` (any nesting; files are sorted by their relative path);
 * a ``.zip`` as written by EDM's / StyleGAN's ``dataset_tool.py`` (``00000/img00000000.png ...``; its optional
-  ``dataset.json`` holds class labels, which the unconditional FFHQ experiment does not use and we ignore).
+  ``dataset.json`` holds class labels, ``{"labels": [["00000/img00000000.png", 6], ...]}`` or ``null``, read with
+  ``use_labels=True`` as EDM's ``training/dataset.py`` does: integer labels become one-hot vectors of
+  ``max + 1`` classes; a folder holds the same file at its top).
 
 Every image is decoded once: converted to RGB (grayscale is replicated, 16-bit grayscale scaled to 8 bits, palette
 expanded, an alpha channel dropped), centre-cropped to a square when it is not one (as EDM's ``dataset_tool
@@ -45,6 +47,7 @@ __all__ = [
     "list_image_files",
     "decode_image",
     "build_image_cache",
+    "read_labels",
     "ImageFolderDataset",
 ]
 
@@ -297,6 +300,47 @@ def build_image_cache(
     return npy_path
 
 
+def read_labels(root: str | os.PathLike, files: Sequence[str]) -> np.ndarray | None:
+    """The class labels of ``files`` (relative paths, in order) from ``root``'s ``dataset.json``, or ``None``.
+
+    The file is EDM's / StyleGAN's: ``{"labels": [[relative path, label], ...]}`` (or ``"labels": null``), at the
+    top of a zip or folder. Integer labels give ``int64 (N,)``, vectors ``float32 (N, D)``, as EDM's
+    ``ImageFolderDataset._load_raw_labels``.
+
+    Raises:
+        ValueError: the file is not valid JSON of that form, or has no label for one of ``files`` (named).
+    """
+    root = Path(root)
+    name = "dataset.json"
+    if root.is_file():
+        with zipfile.ZipFile(root) as zf:
+            if name not in zf.namelist():
+                return None
+            text = zf.read(name)
+    else:
+        if not (root / name).is_file():
+            return None
+        text = (root / name).read_bytes()
+    where = f"{root}:{name}" if root.is_file() else str(root / name)
+    try:
+        raw = json.loads(text)["labels"]
+        table = {} if raw is None else {str(f).replace("\\", "/"): v for f, v in raw}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{where!r} must hold {{\"labels\": [[file, label], ...]}} or null ({err})") from err
+    if raw is None:
+        return None
+    missing = [f for f in files if f not in table]
+    if missing:
+        raise ValueError(f"{where!r} has no label for {len(missing)} image(s), e.g. {missing[0]!r}")
+    labels = np.array([table[f] for f in files])
+    if labels.ndim == 1:
+        labels = labels.astype(np.int64)
+        if labels.size and labels.min() < 0:
+            raise ValueError(f"{where!r} holds a negative class label ({labels.min()})")
+        return labels
+    return labels.astype(np.float32)
+
+
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     """``uint8 (..., H, W, 3)`` -> ``float32 (..., 3, H, W)`` in ``[-1, 1]``."""
     t = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))  # a memory map is read-only
@@ -314,9 +358,15 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         max_images: use only the first ``max_images`` files (sorted by relative path).
         hflip: flip each item horizontally with probability 1/2 (as EDM's ``--xflip``; our default is off).
         progress: show a tqdm bar while decoding (only for 64 files or more).
+        use_labels: read the class labels of ``dataset.json`` (:func:`read_labels`; as EDM's ``--cond=1``). Then
+            items and batches are dicts ``{"image": (.., 3, H, W), "class_labels": (.., label_dim)}`` (one-hot
+            float32), which the trainer passes to the network as ``class_labels``. A data set without labels is
+            refused.
 
     Attributes:
-        images: the ``uint8 (N, H, W, 3)`` memory map; ``files``: the relative paths, in order; ``cache_path``.
+        images: the ``uint8 (N, H, W, 3)`` memory map; ``files``: the relative paths, in order; ``cache_path``;
+        ``labels``: ``int64 (N,)`` or ``float32 (N, D)`` with ``use_labels``, else ``None``; ``label_dim``: the
+        number of classes (``max + 1`` of integer labels; 0 without labels).
     """
 
     def __init__(
@@ -329,6 +379,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         max_images: int | None = None,
         hflip: bool = False,
         progress: bool = True,
+        use_labels: bool = False,
     ) -> None:
         self.root = Path(root)
         self.resolution = _check_resolution(resolution)
@@ -344,6 +395,36 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             )
         self.files: list[str] = meta["files"]
         self.images: np.ndarray = np.load(self.cache_path, mmap_mode="r")
+        self.labels: np.ndarray | None = None
+        if use_labels:
+            self.labels = read_labels(self.root, self.files)
+            if self.labels is None:
+                raise ValueError(
+                    f"use_labels=True but {str(self.root)!r} has no class labels (no dataset.json, or its labels "
+                    "are null); a class-conditional network needs a labelled data set (e.g. CIFAR-10 prepared by "
+                    "spectral_lib.data.edm_datasets)"
+                )
+
+    @property
+    def label_dim(self) -> int:
+        """Number of classes (one-hot width) of the labels read; 0 without labels."""
+        if self.labels is None:
+            return 0
+        return int(self.labels.max()) + 1 if self.labels.ndim == 1 else int(self.labels.shape[1])
+
+    def _onehot(self, idx: np.ndarray) -> torch.Tensor:
+        assert self.labels is not None
+        raw = self.labels[idx]
+        if raw.ndim == 1:
+            out = torch.zeros(len(raw), self.label_dim)
+            out[torch.arange(len(raw)), torch.from_numpy(raw)] = 1.0
+            return out
+        return torch.from_numpy(np.array(raw, dtype=np.float32))
+
+    def _with_labels(self, x: torch.Tensor, idx: np.ndarray) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.labels is None:
+            return x
+        return {"image": x, "class_labels": self._onehot(idx).to(x.device)}
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -353,11 +434,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         """The shape of one item, ``(3, resolution, resolution)``."""
         return (3, self.resolution, self.resolution)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | dict[str, torch.Tensor]:
         x = _to_tensor(self.images[index])
         if self.hflip and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
-        return x
+        if self.labels is None:
+            return x
+        return {"image": x, "class_labels": self._onehot(np.asarray([index]))[0]}
 
     def get_batch(self, indices: Sequence[int] | torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
         """Images ``indices`` as one ``(B, 3, H, W)`` tensor; ``flip`` a ``(B,)`` bool tensor of horizontal flips."""
@@ -371,16 +454,17 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return x
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> torch.Tensor:
-        """A training batch ``(batch_size, 3, H, W)``: indices drawn uniformly with replacement, flips (when
-        ``hflip``) drawn from the same ``generator``. Stateless apart from the generator, so a trainer that saves
-        the generator's state resumes exactly."""
+               device: torch.device | str | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
+        """A training batch ``(batch_size, 3, H, W)`` (with ``use_labels``: a dict with its ``class_labels``):
+        indices drawn uniformly with replacement, flips (when ``hflip``) drawn from the same ``generator``.
+        Stateless apart from the generator, so a trainer that saves the generator's state resumes exactly."""
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         idx = torch.randint(len(self), (batch_size,), generator=generator)
         flip = torch.rand(batch_size, generator=generator) < 0.5 if self.hflip else None
         x = self.get_batch(idx, flip)
-        return x if device is None else x.to(device)
+        x = x if device is None else x.to(device)
+        return self._with_labels(x, np.asarray(idx))
 
     def iter_batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Every image once, in order, without flips, as batches ``(<=batch_size, 3, H, W)`` (for metrics)."""

@@ -26,7 +26,7 @@ from spectral_lib.experiments.run import (
 )
 from spectral_lib.experiments.train import TrainResult, TrainState
 from spectral_lib.experiments import speech as _speech  # noqa: E402,F401  (registers the ljspeech experiment)
-from spectral_lib.experiments import faces as _faces  # noqa: E402,F401  registers the "ffhq" experiment
+from spectral_lib.experiments import images as _images  # noqa: E402,F401  registers cifar10, afhqv2, ffhq
 
 # The trainer is ``spectral_lib.experiments.train.train``; it is not re-exported here, so that the name ``train``
 # keeps meaning the module (``from spectral_lib.experiments import train as train_mod`` stays unambiguous).

@@ -45,6 +45,7 @@ __all__ = [
     "inception_features",
     "fid_score",
     "load_reference_statistics",
+    "quantize_like_edm",
 ]
 
 
@@ -245,11 +246,18 @@ _NO_INCEPTION = (
 )
 
 
+def quantize_like_edm(x: torch.Tensor) -> torch.Tensor:
+    """Images in ``[-1, 1]`` -> ``uint8`` as EDM's ``generate.py`` saves them: ``(x * 127.5 + 128).clip(0, 255)``
+    truncated (so ``x = -1`` gives 0.5 -> 0, ``x = 1`` gives 255.5 -> 255, and a value halfway rounds up)."""
+    return (x.double() * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # float64, as the sampler's output
+
+
 class InceptionFeatures(nn.Module):
     """Inception-v3 pool3 features (2048-d), the standard FID features, from torch-fidelity's TF-compatible port.
 
     Images ``(B, C, H, W)`` in ``[-1, 1]`` are quantised to ``uint8`` as a saved PNG would be
-    (``round((x + 1) * 127.5)``), grayscale repeated to RGB; torch-fidelity resizes to 299x299 as the original
+    exactly as NVIDIA's ``generate.py`` writes its PNGs (:func:`quantize_like_edm`: ``uint8(clip(x * 127.5 + 128,
+    0, 255))``, i.e. rounding half up), grayscale repeated to RGB; torch-fidelity resizes to 299x299 as the original
     TensorFlow code does.
     """
 
@@ -276,7 +284,7 @@ class InceptionFeatures(nn.Module):
         check_signal(x, "x", ranks=(4,))
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        u8 = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        u8 = quantize_like_edm(x)
         return self.net(u8)[0]
 
 

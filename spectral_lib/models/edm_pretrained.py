@@ -57,6 +57,8 @@ __all__ = [
     "set_dropout",
     "EDMPretrainedNetwork",
     "check_edm_formulation",
+    "check_network_fits_data",
+    "augment_dim",
     "pretrained_edm",
 ]
 
@@ -92,7 +94,7 @@ class EDMCodeMissingError(FileNotFoundError):
 
 _HOW_TO_GET_THE_CODE = (
     f"The official EDM pickles need NVIDIA's own code to unpickle: run `git clone {EDM_CODE_URL}` and pass its "
-    "folder as edm_repo (the faces chapter's Colab cell does this). The code is not part of this project "
+    "folder as edm_repo (the images chapter's set-up cell does this). The code is not part of this project "
     "(licence CC BY-NC-SA 4.0)."
 )
 
@@ -292,6 +294,16 @@ class EDMPretrainedNetwork(nn.Module):
         return (f"img_resolution={self.img_resolution}, img_channels={self.img_channels}, "
                 f"label_dim={self.label_dim}, sigma_data={self.sigma_data}")
 
+    @property
+    def augment_dim(self) -> int:
+        """Width of the inner network's ``map_augment`` layer (9 in every official checkpoint), 0 without one."""
+        return augment_dim(self.precond)
+
+    def check_data(self, shape: tuple[int, ...], label_dim: int) -> None:
+        """Refuse a data set of another image shape ``(C, H, W)`` or class count before training
+        (:func:`check_network_fits_data`; a trainer calls it with the source's shape and ``label_dim``)."""
+        check_network_fits_data(self, shape, label_dim)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -301,24 +313,87 @@ class EDMPretrainedNetwork(nn.Module):
     ) -> torch.Tensor:
         """``F_theta(x; noise_cond)``: ``x`` ``(B, C, H, W)`` (already ``c_in x``), ``noise_cond`` ``(B,)``.
 
-        ``augment_labels`` ``(B, augment_dim)`` are the labels of EDM's augmentation pipeline (training only; our
-        sources do not augment by default, and ``None`` skips the augmentation embedding as EDM does).
+        ``class_labels`` ``(B, label_dim)`` one-hot (a conditional network; the data set's labels, see
+        :class:`~spectral_lib.data.images.ImageFolderDataset` ``use_labels``). In training mode a conditional network
+        without labels, or labels for an unconditional one, is refused (the labels would silently be zeros); in
+        eval mode missing labels are zeros, as ``EDMPrecond`` does.
+
+        ``augment_labels`` ``(B, augment_dim)`` are the labels of EDM's augmentation pipeline. Our sources do not
+        augment, and ``None`` passes **zeros** of the layer's width to a network that has a ``map_augment`` layer:
+        that layer has no bias, so its output is exactly zero and ``F_theta`` is what EDM computes with no augment
+        labels, but the layer takes part in the graph, so DistributedDataParallel sees every parameter used (with
+        ``None``, DDP stops at step 2 with "parameters that were not used").
         """
-        if x.dim() != 4 or x.shape[1] != self.img_channels:
-            raise ValueError(
-                f"x must be (B, {self.img_channels}, H, W) for this network, got shape {tuple(x.shape)}"
-            )
+        check_network_fits_data(self, tuple(x.shape[1:]), None)
         if noise_cond.dim() != 1 or noise_cond.shape[0] != x.shape[0]:
             raise ValueError(f"noise_cond must be ({x.shape[0]},), got shape {tuple(noise_cond.shape)}")
         use_fp16 = bool(self.precond.use_fp16) and x.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
-        labels = None
-        if self.label_dim:
-            labels = (torch.zeros([1, self.label_dim], device=x.device) if class_labels is None
-                      else class_labels.to(torch.float32).reshape(-1, self.label_dim))
+        labels = self._labels(x, class_labels)
+        width = self.augment_dim
+        if augment_labels is None and width:
+            augment_labels = torch.zeros([x.shape[0], width], device=x.device, dtype=dtype)
         extra = {} if augment_labels is None else {"augment_labels": augment_labels}
         out = self.precond.model(x.to(dtype), noise_cond.to(torch.float32).flatten(), class_labels=labels, **extra)
         return out.to(x.dtype)
+
+    def _labels(self, x: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor | None:
+        """``class_labels`` as ``EDMPrecond`` passes them (float32 ``(B, label_dim)``), checked against the network."""
+        if class_labels is not None and class_labels.dim() == 2:
+            check_network_fits_data(self, None, int(class_labels.shape[1]))
+        if not self.label_dim:
+            if class_labels is not None:
+                raise ValueError(
+                    "this network is unconditional (label_dim 0) but class_labels were given; train it on a data "
+                    "set without labels (data option use_labels=False)"
+                )
+            return None
+        if class_labels is None:
+            if self.training:
+                check_network_fits_data(self, None, 0)
+            return torch.zeros([1, self.label_dim], device=x.device)
+        return class_labels.to(torch.float32).reshape(-1, self.label_dim)
+
+
+def augment_dim(precond: nn.Module) -> int:
+    """Input width of ``precond.model.map_augment`` (EDM's ``Linear(augment_dim, ..., bias=False)``), 0 if absent."""
+    layer = getattr(getattr(precond, "model", None), "map_augment", None)
+    if layer is None:
+        return 0
+    width = getattr(layer, "in_features", None)
+    return int(width if width is not None else layer.weight.shape[1])
+
+
+def check_network_fits_data(
+    network: EDMPretrainedNetwork, shape: tuple[int, ...] | None, label_dim: int | None
+) -> None:
+    """Refuse data that a checkpoint was not trained on; the message names the checkpoint's and the data's values.
+
+    Args:
+        network: the wrapped checkpoint (``img_channels``, ``img_resolution``, ``label_dim``).
+        shape: one image's ``(C, H, W)``, or ``None`` to skip.
+        label_dim: the data's number of classes (0: no labels), or ``None`` to skip.
+
+    Raises:
+        ValueError: channels, resolution or label count differ (e.g. a 32x32 CIFAR-10 network on 64x64 FFHQ, a
+            class-conditional network on a data set read without labels).
+    """
+    if shape is not None:
+        want = (network.img_channels, network.img_resolution, network.img_resolution)
+        if len(shape) != 3 or tuple(int(s) for s in shape) != want:
+            raise ValueError(
+                f"the checkpoint takes images of {want[0]} channels at {want[1]}x{want[2]}, the data gives "
+                f"{'x'.join(str(int(s)) for s in shape)} (channels x height x width); use the network made for "
+                "this data set, or data at the checkpoint's resolution"
+            )
+    if label_dim is not None and int(label_dim) != network.label_dim:
+        what = {0: "no labels"}.get(int(label_dim), f"{int(label_dim)} classes")
+        want_labels = {0: "is unconditional (no labels)"}.get(network.label_dim,
+                                                             f"is class-conditional with {network.label_dim} classes")
+        raise ValueError(
+            f"the checkpoint {want_labels}, the data has {what}; read a labelled data set with use_labels=True "
+            "for a conditional network (CIFAR-10), and without labels for an unconditional one"
+        )
 
 
 def check_edm_formulation(

@@ -5,7 +5,7 @@ The package has one module per subject, so that a chapter's figure code lives be
 - :mod:`~spectral_lib.plotting.core`: sample grids, radial spectra, waveforms, spectrograms, :func:`save_figure`
   (re-exported here, so ``from spectral_lib.plotting import make_grid`` keeps working);
 - further modules (``checkerboard``, ``images``, ``audio``, ``toy2d``, ...) hold the figures of one experiment or
-  chapter, built on the core helpers.
+  chapter, built on the core helpers (:mod:`~spectral_lib.plotting.images`: the image chapter's).
 
 Every function returns a :class:`BookFigure` (a ``matplotlib`` figure built without ``pyplot``).
 """
