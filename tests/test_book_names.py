@@ -3,9 +3,9 @@
 Code cells run when the book is built, but names in markdown (prose, hidden solutions in fenced blocks, the
 workshop page, the landing page) are never executed. This test finds them on every page of the toc:
 
-* fully qualified names, ``spectral_lib.experiments.faces.mean_std`` (in prose or code);
+* fully qualified names, ``spectral_lib.experiments.images.mean_std`` (in prose or code);
 * ``from spectral_lib... import a, b as c`` and ``import spectral_lib... as m`` lines in fenced code;
-* attribute chains on an alias that names a ``spectral_lib`` module or object, ``faces.fd_over_seeds`` or
+* attribute chains on an alias that names a ``spectral_lib`` module or object, ``images.fd_over_seeds`` or
   ``hf.x0_error_gain``: the aliases are those the page's own code cells import (for the workshop page, those of
   the chapter whose section the name is in) and those of the page's fenced code.
 
@@ -137,14 +137,14 @@ def test_every_library_name_on_the_page_exists(path):
 def test_the_checker_finds_missing_names(tmp_path):
     page = tmp_path / "11_workshop.md"
     page.write_text(
-        "Use `spectral_lib.experiments.faces.mean_std` and `spectral_lib.spectral.no_such_loss`.\n\n"
-        "### Chapter 7: faces\n\nCollect `faces.fd_over_seeds(r.out_dir)` and `faces.mean_std(v)`.\n\n"
+        "Use `spectral_lib.experiments.images.mean_std` and `spectral_lib.spectral.no_such_loss`.\n\n"
+        "### Chapter 7: images\n\nCollect `images.fd_over_seeds(r.out_dir)` and `images.mean_std(v)`.\n\n"
         "```python\nfrom spectral_lib.spectral import fourier_loss, nothing_here\n"
         "import spectral_lib.spectral.wavelet as wm\nprint(wm.DENSE_MAX_SIZE, wm.NO_SUCH_LIMIT)\n```\n"
     )
     problems = page_problems(page)
     assert any("no_such_loss" in p for p in problems)
-    assert any(p.startswith("faces.fd_over_seeds") for p in problems), problems
+    assert any(p.startswith("images.fd_over_seeds") for p in problems), problems
     assert any("nothing_here" in p for p in problems) and any("NO_SUCH_LIMIT" in p for p in problems)
     assert not any("mean_std" in p or "fourier_loss" in p or "DENSE_MAX_SIZE" in p for p in problems), problems
     assert len(problems) == 4, problems
