@@ -310,6 +310,7 @@ def test_checkpoints_that_do_not_fit_the_data_are_refused(tmp_path, real_path):
                            model=checkpoint("res64", img_resolution=64, label_dim=10), **tiny)
     with pytest.raises(ValueError, match=r"holds 32x32 images, the data set needs 64x64"):
         images.prepare_data("afhqv2", data)
+    assert not list(tmp_path.rglob("last.pt")), "refused before the first training step, nothing written"
 
 
 def test_command_line_prepares_data_and_explains_ffhq(tmp_path, monkeypatch, capsys):

@@ -176,9 +176,13 @@ def build_components(config: ExperimentConfig, *, rank: int = 0, world_size: int
         config.data, data_dir=config.data_dir, seed=config.seed, rank=rank, world_size=world_size,
         num_workers=config.num_workers,
     )
+    model = build_model(config, trust_pickle=True)  # the caller's config (code, command line), not a data file
+    check = getattr(model, "check_data", None)  # a pretrained network refuses data of another shape or class count
+    if check is not None:
+        check(sample_shape(source), int(getattr(source, "label_dim", 0) or 0))
     return Components(
         source=source,
-        model=build_model(config, trust_pickle=True),  # the caller's config (code, command line), not a data file
+        model=model,
         formulation=build_formulation(config),
         regularizer=build_regularizer(config),
         loss_fn=diffusion_loss,
