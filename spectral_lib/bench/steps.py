@@ -1,6 +1,6 @@
 """What the spectral term costs in training: one optimizer step with each regularizer over one without.
 
-A step is the trainer's own :func:`~spectral_lib.experiments.train.training_step`: ``diffusion_loss`` (forward of
+A step is the trainer's own :func:`~spectral_lib.experiments.step.training_step`: ``diffusion_loss`` (forward of
 the network and, when present, of the regularizer on x̂₀), backward, gradient clipping and AdamW. For each case
 the regularizers are timed *side by side and interleaved*: every round times one step of each regularizer, in an
 order that rotates from round to round, so that a slow moment of a shared machine hits them all alike; the result
@@ -171,7 +171,7 @@ def time_training_steps(
     """
     from spectral_lib._checks import check_choice
     from spectral_lib.diffusion import diffusion_loss
-    from spectral_lib.experiments.train import training_step
+    from spectral_lib.experiments.step import training_step
     from spectral_lib.spectral import SPECTRAL_REGULARIZERS
 
     device = torch.device(device)
