@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from figure_texts import figure_texts as _texts  # tests/figure_texts.py
 
 from spectral_lib.experiments import cost
 from spectral_lib.experiments.shipped import Shipped, ShippedResults
@@ -16,13 +17,6 @@ from spectral_lib.integrations import diffusers_runs as runs_lib
 from spectral_lib.plotting import cost as cost_figures
 from spectral_lib.plotting import diffusers as hf_figures
 from spectral_lib.plotting.core import BookFigure
-
-
-def _texts(fig) -> list[str]:
-    found = [fig._suptitle.get_text()] if fig._suptitle is not None else []
-    for ax in fig.axes:
-        found += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
-    return [t for t in found if t]
 
 
 @pytest.fixture
