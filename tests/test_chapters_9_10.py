@@ -18,17 +18,6 @@ from spectral_lib.plotting import cost as cost_figures
 from spectral_lib.plotting import diffusers as hf_figures
 from spectral_lib.plotting.core import BookFigure
 
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Titles of the notes the shipped-results switch displays."""
-    from spectral_lib import book
-
-    titles: list[str] = []
-    monkeypatch.setattr(book, "note", lambda text, kind="note", title="Note": titles.append(title))
-    return titles
-
-
 # ------------------------------------------------------------------------------------------------ chapter 9: runs
 
 
