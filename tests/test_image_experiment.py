@@ -128,6 +128,29 @@ def test_offline_path_end_to_end_at_smoke(standin_env, monkeypatch):
                               sampler_dtype="float32") == fid  # cached (the batch size changes no image)
 
 
+def test_cached_seed_metrics_and_fid_go_when_the_run_trains_again(standin_env):
+    """seed_metrics.json and fid.json are computed from the weights: a run trained further (or overwritten) must not
+    serve them again (they are RESULT_FILES of the run folder)."""
+    from spectral_lib.experiments import run_folder
+
+    assert {"seed_metrics.json", "fid.json"} <= set(run_folder.RESULT_FILES) <= set(run_folder.run_entries())
+    root = standin_env / "runs"
+    out = images.run_variant("smoke", Variant(), root=root, **TINY).out_dir
+    reference = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    before = images.metrics_over_seeds(out, reference, seeds=(0,), n=4)
+    extractor = RandomConvFeatures(3)
+    stats = feature_statistics(compute_features(extractor, reference))
+    fid = images.fid_for_run(out, n=4, seeds=(0,), reference=stats, batch_size=4, extractor=extractor,
+                             sampler_dtype="float32")
+    assert (out / "seed_metrics.json").is_file() and (out / "fid.json").is_file()
+
+    images.run_variant("smoke", Variant(), root=root, **{**TINY, "steps": TINY["steps"] + 3})  # trains on
+    assert not (out / "seed_metrics.json").exists() and not (out / "fid.json").exists()
+    assert images.metrics_over_seeds(out, reference, seeds=(0,), n=4) != before  # the new weights' numbers
+    assert images.fid_for_run(out, n=4, seeds=(0,), reference=stats, batch_size=4, extractor=extractor,
+                              sampler_dtype="float32")["values"] != fid["values"]
+
+
 def test_cli_trains_ffhq_on_a_data_dir_with_the_profile_formulation(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPECTRAL_LIB_CACHE", str(tmp_path / "cache"))
     folder = write_image_standin(tmp_path / "ffhq", n=8, resolution=32)
@@ -282,8 +305,20 @@ def test_cifar10_labels_flow_into_fine_tuning_fid_and_results(tmp_path, real_pat
     reference = (torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1)
     extractor = RandomConvFeatures(0)
     mu, sigma = feature_statistics(compute_features(extractor, reference))
+    from spectral_lib.experiments.train import UntrustedPickleError
+
+    # the run folder names its pickle and an edm_repo: reloading it needs the caller's trust, never the folder's
+    with pytest.raises(UntrustedPickleError, match="edm-cifar.pkl"):
+        images.fid_for_run(result.out_dir, n=5, seeds=(0, 1), reference=(mu, sigma), batch_size=2, extractor=extractor)
+    with pytest.raises(UntrustedPickleError, match="edm-cifar.pkl"):
+        images.metrics_over_seeds(result.out_dir, reference, seeds=(0,), n=2)
+    assert not (result.out_dir / "fid.json").exists() and not (result.out_dir / "seed_metrics.json").exists()
+    repo = result.config.model["edm_repo"]
     fid = images.fid_for_run(result.out_dir, n=5, seeds=(0, 1), reference=(mu, sigma), batch_size=2,
-                             extractor=extractor)
+                             extractor=extractor, trust_pickle=True, edm_repo=repo)
+    per_seed = images.metrics_over_seeds(result.out_dir, reference, seeds=(0,), n=2, trust_pickle=True,
+                                         edm_repo=repo)
+    assert len(per_seed["fd_local"]) == 1 and np.isfinite(per_seed["fd_local"][0])
     assert len(fid["values"]) == 2 and fid["values"][0] != fid["values"][1] and fid["std"] > 0
     assert fid["precision"] == {"network": "float32", "sampler": "float64"}
 

@@ -175,6 +175,8 @@ def metrics_over_seeds(
     n: int,
     feature_seed: int = 0,
     device: str | torch.device | None = None,
+    trust_pickle: bool = False,
+    edm_repo: str | os.PathLike[str] | None = None,
 ) -> dict[str, list[float]]:
     """Per sampling seed, ``n`` fresh samples of a run against ``reference``: ``{"fd_local": [...],
     "hf_energy_ratio": [...]}``, one value per seed.
@@ -184,7 +186,13 @@ def metrics_over_seeds(
     :func:`~spectral_lib.metrics.spectrum.high_frequency_energy_ratio` (cutoff a quarter of Nyquist). Samples come
     from the run's EMA weights with its own sampler (:func:`~spectral_lib.experiments.run.sample_run`); seed ``s``
     uses generator seed ``10_000 + s`` (independent of the run's ``samples.pt``). The result is cached in
-    ``run_dir/seed_metrics.json`` for these settings and this reference (its size and sum).
+    ``run_dir/seed_metrics.json`` for these settings and this reference (its size and sum); the file is one of the
+    run's :data:`~spectral_lib.experiments.run_folder.RESULT_FILES`, removed when the run trains again.
+
+    ``trust_pickle``, ``edm_repo``: a run fine-tuned from an EDM network pickle is rebuilt from that pickle, which
+    runs its code: pass ``trust_pickle=True`` only for a run you trained from a network you trust, and ``edm_repo``
+    (NVIDIA's code) yourself; neither is ever taken from the run folder
+    (:func:`~spectral_lib.experiments.run.load_run_model`).
     """
     from spectral_lib.experiments.run import sample_run
     from spectral_lib.metrics.fid import frechet_distance_local
@@ -197,7 +205,8 @@ def metrics_over_seeds(
     def compute() -> dict[str, Any]:
         values: dict[str, list[float]] = {"fd_local": [], "hf_energy_ratio": []}
         for s in seeds:
-            samples = sample_run(run_dir, n=n, seed=10_000 + int(s), device=device)
+            samples = sample_run(run_dir, n=n, seed=10_000 + int(s), device=device, trust_pickle=trust_pickle,
+                                 edm_repo=edm_repo)
             values["fd_local"].append(float(frechet_distance_local(samples, reference, seed=feature_seed)))
             values["hf_energy_ratio"].append(high_frequency_energy_ratio(samples, reference))
         return values
