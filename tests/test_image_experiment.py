@@ -210,10 +210,15 @@ def test_texture_crop_finds_where_the_variants_differ(generator):
 def test_planned_runs_follow_the_settings():
     smoke = images.planned_runs("smoke")
     assert smoke[0] == (None, Variant(), 0) and smoke[-1] == (None, Variant(), 1)
-    assert len(smoke) == len(images.settings("smoke").variants) + 1
-    assert [r[1] for r in images.planned_runs("cpu")[:-1]] == list(images.ALL_VARIANTS)
-    full = images.planned_runs("full")
+    chosen = images.settings("smoke")
+    assert len(smoke) == len(chosen.variants) + len(chosen.beyond_paper) + 1
+    ours = Variant("fourier_amp_phase_safe")
+    assert [r[1] for r in images.planned_runs("cpu")[:-1]] == [*images.ALL_VARIANTS, ours]
+    assert ours.label == "AMP+PHASE additive (ours, unweighted)" and not ours.paper and Variant("wavelet").paper
+    assert Variant.from_key(ours.key) == ours and ours not in images.ALL_VARIANTS
+    full = images.planned_runs("full")  # the real path: the paper's rows only
     assert {r[0] for r in full} == {"vp", "ve"} and len(full) == 2 * len(images.ALL_VARIANTS)
+    assert all(v.paper for _, v, _ in full + images.planned_runs("gpu"))
 
 
 def test_figures_have_titles_and_labelled_axes(generator):
