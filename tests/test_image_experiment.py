@@ -14,7 +14,6 @@ from spectral_lib.data.standin import write_image_standin
 from spectral_lib.experiments import EVALUATORS, ExperimentConfig, get_profile, profiles_for
 from spectral_lib.experiments import images
 from spectral_lib.experiments.images import Variant
-from spectral_lib.plotting import images as image_plots
 from spectral_lib.experiments.run import sample_run
 from spectral_lib.metrics.fid import RandomConvFeatures, compute_features, feature_statistics
 from spectral_lib.metrics.spectrum import high_frequency_energy_ratio
@@ -219,30 +218,6 @@ def test_planned_runs_follow_the_settings():
     full = images.planned_runs("full")  # the real path: the paper's rows only
     assert {r[0] for r in full} == {"vp", "ve"} and len(full) == 2 * len(images.ALL_VARIANTS)
     assert all(v.paper for _, v, _ in full + images.planned_runs("gpu"))
-
-
-def test_figures_have_titles_and_labelled_axes(generator):
-    from spectral_lib.diffusion import EDM
-    from spectral_lib.metrics.spectrum import radial_power_spectrum
-
-    x = torch.rand(8, 3, 16, 16, generator=generator) * 2 - 1
-    spectra = {"baseline": radial_power_spectrum(x), "HAAR (unweighted)": radial_power_spectrum(x * 0.5)}
-    figures = [
-        image_plots.plot_edm_weight(EDM()),
-        image_plots.plot_spectrum_ratios(spectra, radial_power_spectrum(x)),
-        image_plots.plot_hf_ratios({"baseline": 1.0, "AMP (unweighted)": (0.9, 0.05)}),
-    ]
-    for fig in figures:
-        ax = fig.axes[0]
-        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    ratio = figures[1].axes[0].lines[1].get_ydata()
-    assert np.allclose(ratio, np.log10(0.25))  # half the amplitude = a quarter of the power
-    crops = image_plots.plot_crops({"a": x[0, :, :4, :4], "b": x[1, :, :4, :4]}, title="crops",
-                                   context=(x[0], (0, 0, 4)))
-    assert len(crops.axes) == 3 and crops.get_suptitle() == "crops"
-    panels = image_plots.plot_sample_panels({"data": x, "baseline": x}, ncols=2, nrow=2)
-    assert "2 x 2 images of 16 px" in panels.get_suptitle()
-    assert image_plots.markdown_table(["a", "b"], [(1, "x")]) == "| a | b |\n| --- | --- |\n| 1 | x |"
 
 
 # ------------------------------------------------------------------------------------------------ real path

@@ -109,7 +109,7 @@ def spectrum_ratios(spectra: Mapping[str, tuple[Any, Any]], data: tuple[Any, Any
 
 
 def hf_ratios(values: Mapping[str, float | tuple[float, float]], *, cutoff: float = 0.25,
-              size: tuple[float, float] = (7.0, 4.0)) -> BookFigure:
+              size: tuple[float, float] = (8.5, 4.2)) -> BookFigure:
     """Horizontal bars of the high-frequency energy ratio (samples / data) per model; a ``(mean, std)`` value draws an
     error bar. 1 = as much fine detail as the data. Baselines are black, weighted models orange, others blue."""
     names = list(values)
@@ -123,8 +123,8 @@ def hf_ratios(values: Mapping[str, float | tuple[float, float]], *, cutoff: floa
     ax.invert_yaxis()
     ax.set_ylabel("model")
     ax.axvline(1.0, color="grey", ls=":", lw=1)
-    ax.set_xlabel(f"high-frequency energy ratio, samples / data (above {cutoff:g} x Nyquist)")
-    ax.set_title("Fine detail kept by each model (1 = as much as the data)")
+    ax.set_xlabel(f"HF energy ratio: share of power above {cutoff:g} x Nyquist, samples / data")
+    ax.set_title("Fine detail of each model (1 = as much as the data)", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     return fig
 

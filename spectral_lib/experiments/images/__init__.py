@@ -58,6 +58,7 @@ from spectral_lib.experiments.images.profiles import (
 )
 from spectral_lib.experiments.images.results import (
     NOT_RUN,
+    command_prefix,
     full_cost,
     read_results,
     reproduce_command,
@@ -75,5 +76,6 @@ __all__ = [
     "run_variant",
     "metrics_over_seeds", "mean_std", "noise_verdict", "hf_energy_maps", "find_texture_crop", "crop",
     "edm_seed_batches", "edm_latents_and_labels", "fid_for_run",
-    "NOT_RUN", "row_name", "write_result", "read_results", "reproduce_command", "table1_rows", "full_cost",
+    "NOT_RUN", "row_name", "write_result", "read_results", "reproduce_command", "command_prefix", "table1_rows",
+    "full_cost",
 ]

@@ -79,7 +79,8 @@ MISSING_CPU = (
     "<code>retrain = True</code> (or <code>make book RETRAIN=1</code>) and commit <code>results/cpu/07_images</code>. "
     "Until then the findings below read <em>nan</em>."
 )
-"""The note the chapter shows while the ``cpu`` results are not shipped (``{reason}`` filled in)."""
+"""The note the chapter shows while the ``cpu`` results are not shipped (``{reason}``: :meth:`ImageStudy.missing_note`
+fills it in)."""
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -296,6 +297,12 @@ class ImageStudy:
             found[network, variant, seed] = _image_run(name, network, variant, seed, result, "shipped")
             metrics[name] = self.store.load_json(f"fd-{name}", on_stale="ignore")
         return CpuResults(found, metrics, self._provenance())
+
+    def missing_note(self) -> str:
+        """:data:`MISSING_CPU` with the reason :meth:`cpu_results` found (HTML-escaped)."""
+        import html
+
+        return MISSING_CPU.format(reason=html.escape(self.missing_reason or "nothing shipped"))
 
     def _provenance(self) -> dict[str, str]:
         """Commit, date and hardware of the shipped baseline (at ``cpu`` after a retrain: this build's)."""

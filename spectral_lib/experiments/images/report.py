@@ -27,6 +27,7 @@ from spectral_lib.experiments.images.profiles import (
     PAPER_TABLE1,
     Variant,
     edm_network_name,
+    planned_runs,
     settings,
 )
 from spectral_lib.experiments.profiles import get_profile
@@ -45,6 +46,9 @@ __all__ = [
     "fd_table",
     "recipe_table",
     "edm_weights",
+    "cost_table",
+    "cost_numbers",
+    "throughput_table",
     "findings",
     "listed",
     "compared",
@@ -101,7 +105,7 @@ def dataset_table() -> Table:
         rows.append([spec.title, f"`{edm_network_name(name, 'vp')}`, `…-ve`", spec.sample_steps,
                      2 * spec.sample_steps - 1, spec.lr, spec.dropout, EDM_AUGMENT[name]])
     return _table(["data set", "NVIDIA's checkpoints", "Heun steps", "network calls (NFE)", "learning rate",
-                   "dropout", "EDM's augmentation p"], rows, ["", "", "d", "d", "g", "g", "g"])
+                   "dropout", "EDM's augmentation p"], rows, ["", "", "d", "d", ".0e", "g", "g"])
 
 
 def _parameters(config: Any) -> int:
@@ -162,7 +166,7 @@ def recipe_table() -> Table:
     dropout = ", ".join(f"{DATASETS[d].title.split(' ')[0]} {s.dropout:g}" for d, s in DATASETS.items())
     rows = [
         ["data sets", "`dataset_tool.py` zips", "the same zips, made by our code (same order, names, Lanczos resize)"],
-        ["fine-tune length", f"`--duration` in Mimg; the paper's table: {table:,} steps at batch 16, its text: {text}",
+        ["fine-tune length", f"`--duration` in Mimg; the paper's table: {table:,} steps at batch 16, its text: {text} steps",
          f"`full`: {full.steps:,} steps; `gpu`: {gpu.steps:,} steps, to fit one session"],
         ["learning rate", "ramped from zero over 10 Mimg, also when fine-tuning",
          f"`full`: the same ramp ({full.warmup_steps:,} steps); `gpu`: warm-up over {gpu.warmup_steps} steps"],
@@ -204,6 +208,49 @@ def power_law(freqs: Any, power: Any) -> tuple[float, float]:
         raise ValueError("power_law needs at least two positive bins beside the DC")
     slope, intercept = np.polyfit(np.log(f), np.log(p), 1)
     return float(slope), float(intercept)
+
+
+def cost_table() -> Table:
+    """GPU-hours of the ``full`` protocol per data set (:func:`~.results.full_cost`) and what the estimate rests on."""
+    from spectral_lib.experiments.images.results import full_cost
+
+    rows = []
+    for name in DATASETS:
+        cost = full_cost(name)
+        rows.append([name, cost["images"], cost["steps"], cost["sampling_gpu_hours"], cost["training_gpu_hours"],
+                     cost["gpu_hours"], cost["basis"]])
+    return _table(["data set", "images sampled", "training steps", "sampling GPU-h", "training GPU-h",
+                   "total GPU-h", "basis"], rows, ["", ",d", ",d", ",.0f", ",.0f", ",.0f", ""])
+
+
+def cost_numbers() -> dict[str, float]:
+    """The numbers the cost section quotes: ``fid_samples``, ``fid_seeds``, ``rows`` (Table 1's rows per network),
+    ``networks``, ``images_m`` (millions of images sampled per data set), ``steps_per_row``, ``gpu_hours_min`` and
+    ``gpu_hours_max`` over the data sets."""
+    from spectral_lib.experiments.images.results import full_cost
+
+    chosen, costs = settings("full"), [full_cost(name) for name in DATASETS]
+    return {"fid_samples": chosen.fid_samples, "fid_seeds": len(chosen.fid_seeds), "rows": len(chosen.variants),
+            "networks": len(chosen.networks), "images_m": costs[0]["images"] / 1e6,
+            "steps_per_row": get_profile("ffhq", "full").steps, "gpu_hours_min": min(c["gpu_hours"] for c in costs),
+            "gpu_hours_max": max(c["gpu_hours"] for c in costs)}
+
+
+def throughput_table(root: Any = None) -> Table | None:
+    """Our CPU timings of stand-ins of the real networks' size (``results/cpu/images/throughput.json`` of
+    :mod:`~.throughput`), or ``None`` when none were measured."""
+    import json
+
+    from spectral_lib.experiments.shipped import results_root
+
+    path = (root if root is not None else results_root()) / "cpu" / "images" / "throughput.json"
+    if not path.is_file():
+        return None
+    measured = json.loads(path.read_text())
+    rows = [[key.split("-")[0], row["parameters"] / 1e6, row["batch"], row["images_per_s"], row["steps_per_s"]]
+            for key, row in measured["measured"].items()]
+    return _table(["stand-in", "parameters (M)", "batch", "sampling images/s", "training steps/s", "threads"],
+                  [[*row, measured["threads"]] for row in rows], ["", ".1f", "d", ".4f", ".3f", "d"])
 
 
 # ------------------------------------------------------------------------------------------------ the runs
@@ -308,9 +355,14 @@ def findings(cpu: CpuResults | None) -> dict[str, Any]:
     - ``better``, ``worse``, ``noise``: the unweighted models (the paper's and ours) by verdict, as prose lists;
     - ``eq15_vs_safe``, ``eq15_vs_amp``: how Eq. 15 as printed compares (FD) with our additive coupling and with
       the amplitude term alone (``"lower than"``...); ``amp_hf_vs_base``: AMP's HF ratio against the baseline's;
-    - ``total_min`` (every run's wall time), ``base_train_s``, ``cpu_hardware``, ``cpu_commit``, ``cpu_date``.
+    - ``total_min`` (every run's wall time), ``base_train_s``, ``cpu_hardware``, ``cpu_commit``, ``cpu_date``;
+    - from the ``cpu`` profile, at any time: ``cpu_params`` (the UNet's parameters), ``cpu_steps``, ``cpu_batch``,
+      ``cpu_px`` (image size) and ``n_cpu_runs``.
     """
     out = _nan_findings()
+    config = get_profile(OFFLINE_EXPERIMENT, "cpu")
+    out.update(cpu_params=_parameters(config), cpu_steps=config.steps, cpu_batch=config.batch_size,
+               cpu_px=config.data["resolution"], n_cpu_runs=len(planned_runs("cpu")))
     if cpu is None:
         return out
     rows = {(r["variant"], r["seed"]): r for r in fd_rows(cpu.runs, cpu.per_seed)}
