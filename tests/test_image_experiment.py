@@ -4,6 +4,7 @@ with the real networks' quirks (class labels, augment layer, resolution), result
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -11,8 +12,7 @@ import torch
 
 from spectral_lib.cli import main
 from spectral_lib.data.standin import write_image_standin
-from spectral_lib.experiments import EVALUATORS, ExperimentConfig, get_profile, profiles_for
-from spectral_lib.experiments import images
+from spectral_lib.experiments import EVALUATORS, ExperimentConfig, get_profile, images, profiles_for
 from spectral_lib.experiments.images import Variant
 from spectral_lib.experiments.run import sample_run
 from spectral_lib.metrics.fid import RandomConvFeatures, compute_features, feature_statistics
@@ -251,6 +251,10 @@ def real_path(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SPECTRAL_LIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SPECTRAL_RESULTS_DIR", str(tmp_path / "results"))
+    # training puts the stub code folder on sys.path and imports its packages: undo both afterwards, so that later
+    # tests (which check that nothing of NVIDIA's is importable) do not depend on the order they run in
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    modules = set(sys.modules)
     repo = tmp_path / "edm"
     for sub, name in (("torch_utils", "persistence.py"), ("dnnlib", "__init__.py")):
         (repo / sub).mkdir(parents=True)
@@ -267,7 +271,10 @@ def real_path(tmp_path, monkeypatch):
 
     tiny = dict(steps=2, warmup_steps=1, batch_size=4, n_samples=4, sample_batch_size=4, sample_steps=2,
                 grid_samples=4, log_every=1, checkpoint_every=0, device="cpu")
-    return data, checkpoint, tiny
+    yield data, checkpoint, tiny
+    for name in set(sys.modules) - modules:
+        if name.split(".")[0] in ("torch_utils", "dnnlib"):
+            del sys.modules[name]
 
 
 def test_cifar10_labels_flow_into_fine_tuning_fid_and_results(tmp_path, real_path):

@@ -56,7 +56,7 @@ def test_spectrum_ratios_draw_the_log_ratio_with_the_baseline_first_in_black(x):
     assert lines[0].get_label() == "baseline" and lines[0].get_color() == "k"
     assert np.allclose(lines[0].get_ydata(), 0.0)
     assert np.allclose(lines[1].get_ydata(), np.log10(0.25))  # half the amplitude = a quarter of the power
-    assert np.allclose([ln for ln in right.lines if ln.get_label() == "double"][0].get_ydata(), np.log10(4.0))
+    assert np.allclose(next(ln for ln in right.lines if ln.get_label() == "double").get_ydata(), np.log10(4.0))
     with pytest.raises(ValueError, match="without a spectrum"):
         figures.spectrum_ratios(spectra, radial_power_spectrum(x), {"x": ["baseline", "missing"]})
     with pytest.raises(ValueError, match="none empty"):

@@ -163,10 +163,12 @@ def recipe_table() -> Table:
     gpu, full = get_profile("ffhq", "gpu"), get_profile("ffhq", "full")
     table, text = PAPER_FINETUNE_STEPS["table"], PAPER_FINETUNE_STEPS["text"]
     augment = ", ".join(f"{DATASETS[d].title.split(' ')[0]} {p:g}" for d, p in EDM_AUGMENT.items())
-    dropout = ", ".join(f"{DATASETS[d].title.split(' ')[0]} {s.dropout:g}" for d, s in DATASETS.items())
+    dropout = ", ".join(f"{s.title.split(' ')[0]} {s.dropout:g}" for s in DATASETS.values())
+    tf32 = {p: "on" if settings(p).tf32 else "off" for p in ("gpu", "full")}
     rows = [
         ["data sets", "`dataset_tool.py` zips", "the same zips, made by our code (same order, names, Lanczos resize)"],
-        ["fine-tune length", f"`--duration` in Mimg; the paper's table: {table:,} steps at batch 16, its text: {text} steps",
+        ["fine-tune length",
+         f"`--duration` in Mimg; the paper's table: {table:,} steps at batch 16, its text: {text} steps",
          f"`full`: {full.steps:,} steps; `gpu`: {gpu.steps:,} steps, to fit one session"],
         ["learning rate", "ramped from zero over 10 Mimg, also when fine-tuning",
          f"`full`: the same ramp ({full.warmup_steps:,} steps); `gpu`: warm-up over {gpu.warmup_steps} steps"],
@@ -179,8 +181,7 @@ def recipe_table() -> Table:
          "both terms are per-pixel means (`LAMBDA_SPEC_READINGS` gives the other reading)"],
         ["FID sampling", "network float32, Heun in float64, per-image seeds and classes",
          "the same; fp16/bf16 autocast only when asked, and then the result files say so"],
-        ["TF32", "off", f"`full` {'on' if settings('full').tf32 else 'off'}; "
-                        f"`gpu` {'on' if settings('gpu').tf32 else 'off'}, for time (its result files say so)"],
+        ["TF32", "off", f"`full` {tf32['full']}; `gpu` {tf32['gpu']}, for time (its result files say so)"],
         ["Inception-v3", "NVIDIA's pickled port of the TensorFlow graph",
          "torch-fidelity's port of the same graph (not compared by us)"],
     ]
