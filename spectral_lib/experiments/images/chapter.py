@@ -22,10 +22,14 @@ What is shipped (``results/cpu/07_images/``, see :mod:`~spectral_lib.experiments
 At every other profile :meth:`ImageStudy.cpu_results` only reads the shipped runs (``None`` while one is missing or
 stale), so a page built at ``smoke`` quotes the ``cpu`` findings and never trains them.
 
-Making the shipped results (on an idle machine; about 25 minutes on 2 cores)::
+Making the shipped results (on an idle machine; about 25 minutes on 2 cores: eleven models of about 85 s of
+training each, plus their samples and the per-seed metrics)::
 
-    rm -rf _build/src/book/runs/07_images
     python scripts/execute_notebooks.py --profile cpu --retrain --out _build/src --only book/07_images.ipynb
+    git add results/cpu/07_images
+
+Offline models always train from scratch (their run folders under ``runs_root`` are overwritten), so no run folder
+of an older code version is ever reused.
 """
 
 from __future__ import annotations
