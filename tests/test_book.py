@@ -61,12 +61,8 @@ def test_placeholder_pattern_catches_what_it_should():
 # Chapters not yet converted to the page conventions of book/CONVENTIONS.md (issue 12). The tests below are
 # expected to fail for them (strict xfail: a converted chapter left in a list fails, so take it out). Chapter
 # engineers: convert, run `python scripts/check_prose_numbers.py book/NN_*.ipynb`, then remove the entry.
-PAGE_ORDER_PENDING = {
-    "book/07_images.ipynb",
-}
-PROSE_NUMBERS_PENDING = {
-    "book/07_images.ipynb",
-}
+PAGE_ORDER_PENDING: set[str] = set()
+PROSE_NUMBERS_PENDING: set[str] = set()
 TIME_LINE = re.compile(r"^\*\*Time:\*\*.*\bsmoke\b.*\bcpu\b.*\*\*GPU:\*\*\s*\S", re.MULTILINE)
 
 

@@ -4,6 +4,7 @@ with the real networks' quirks (class labels, augment layer, resolution), result
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -11,10 +12,8 @@ import torch
 
 from spectral_lib.cli import main
 from spectral_lib.data.standin import write_image_standin
-from spectral_lib.experiments import EVALUATORS, ExperimentConfig, get_profile, profiles_for
-from spectral_lib.experiments import images
+from spectral_lib.experiments import EVALUATORS, ExperimentConfig, get_profile, images, profiles_for
 from spectral_lib.experiments.images import Variant
-from spectral_lib.plotting import images as image_plots
 from spectral_lib.experiments.run import sample_run
 from spectral_lib.metrics.fid import RandomConvFeatures, compute_features, feature_statistics
 from spectral_lib.metrics.spectrum import high_frequency_energy_ratio
@@ -128,6 +127,29 @@ def test_offline_path_end_to_end_at_smoke(standin_env, monkeypatch):
                               sampler_dtype="float32") == fid  # cached (the batch size changes no image)
 
 
+def test_cached_seed_metrics_and_fid_go_when_the_run_trains_again(standin_env):
+    """seed_metrics.json and fid.json are computed from the weights: a run trained further (or overwritten) must not
+    serve them again (they are RESULT_FILES of the run folder)."""
+    from spectral_lib.experiments import run_folder
+
+    assert {"seed_metrics.json", "fid.json"} <= set(run_folder.RESULT_FILES) <= set(run_folder.run_entries())
+    root = standin_env / "runs"
+    out = images.run_variant("smoke", Variant(), root=root, **TINY).out_dir
+    reference = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    before = images.metrics_over_seeds(out, reference, seeds=(0,), n=4)
+    extractor = RandomConvFeatures(3)
+    stats = feature_statistics(compute_features(extractor, reference))
+    fid = images.fid_for_run(out, n=4, seeds=(0,), reference=stats, batch_size=4, extractor=extractor,
+                             sampler_dtype="float32")
+    assert (out / "seed_metrics.json").is_file() and (out / "fid.json").is_file()
+
+    images.run_variant("smoke", Variant(), root=root, **{**TINY, "steps": TINY["steps"] + 3})  # trains on
+    assert not (out / "seed_metrics.json").exists() and not (out / "fid.json").exists()
+    assert images.metrics_over_seeds(out, reference, seeds=(0,), n=4) != before  # the new weights' numbers
+    assert images.fid_for_run(out, n=4, seeds=(0,), reference=stats, batch_size=4, extractor=extractor,
+                              sampler_dtype="float32")["values"] != fid["values"]
+
+
 def test_cli_trains_ffhq_on_a_data_dir_with_the_profile_formulation(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPECTRAL_LIB_CACHE", str(tmp_path / "cache"))
     folder = write_image_standin(tmp_path / "ffhq", n=8, resolution=32)
@@ -187,34 +209,15 @@ def test_texture_crop_finds_where_the_variants_differ(generator):
 def test_planned_runs_follow_the_settings():
     smoke = images.planned_runs("smoke")
     assert smoke[0] == (None, Variant(), 0) and smoke[-1] == (None, Variant(), 1)
-    assert len(smoke) == len(images.settings("smoke").variants) + 1
-    assert [r[1] for r in images.planned_runs("cpu")[:-1]] == list(images.ALL_VARIANTS)
-    full = images.planned_runs("full")
+    chosen = images.settings("smoke")
+    assert len(smoke) == len(chosen.variants) + len(chosen.beyond_paper) + 1
+    ours = Variant("fourier_amp_phase_safe")
+    assert [r[1] for r in images.planned_runs("cpu")[:-1]] == [*images.ALL_VARIANTS, ours]
+    assert ours.label == "AMP+PHASE additive (ours, unweighted)" and not ours.paper and Variant("wavelet").paper
+    assert Variant.from_key(ours.key) == ours and ours not in images.ALL_VARIANTS
+    full = images.planned_runs("full")  # the real path: the paper's rows only
     assert {r[0] for r in full} == {"vp", "ve"} and len(full) == 2 * len(images.ALL_VARIANTS)
-
-
-def test_figures_have_titles_and_labelled_axes(generator):
-    from spectral_lib.diffusion import EDM
-    from spectral_lib.metrics.spectrum import radial_power_spectrum
-
-    x = torch.rand(8, 3, 16, 16, generator=generator) * 2 - 1
-    spectra = {"baseline": radial_power_spectrum(x), "HAAR (unweighted)": radial_power_spectrum(x * 0.5)}
-    figures = [
-        image_plots.plot_edm_weight(EDM()),
-        image_plots.plot_spectrum_ratios(spectra, radial_power_spectrum(x)),
-        image_plots.plot_hf_ratios({"baseline": 1.0, "AMP (unweighted)": (0.9, 0.05)}),
-    ]
-    for fig in figures:
-        ax = fig.axes[0]
-        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    ratio = figures[1].axes[0].lines[1].get_ydata()
-    assert np.allclose(ratio, np.log10(0.25))  # half the amplitude = a quarter of the power
-    crops = image_plots.plot_crops({"a": x[0, :, :4, :4], "b": x[1, :, :4, :4]}, title="crops",
-                                   context=(x[0], (0, 0, 4)))
-    assert len(crops.axes) == 3 and crops.get_suptitle() == "crops"
-    panels = image_plots.plot_sample_panels({"data": x, "baseline": x}, ncols=2, nrow=2)
-    assert "2 x 2 images of 16 px" in panels.get_suptitle()
-    assert image_plots.markdown_table(["a", "b"], [(1, "x")]) == "| a | b |\n| --- | --- |\n| 1 | x |"
+    assert all(v.paper for _, v, _ in full + images.planned_runs("gpu"))
 
 
 # ------------------------------------------------------------------------------------------------ real path
@@ -248,6 +251,10 @@ def real_path(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SPECTRAL_LIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SPECTRAL_RESULTS_DIR", str(tmp_path / "results"))
+    # training puts the stub code folder on sys.path and imports its packages: undo both afterwards, so that later
+    # tests (which check that nothing of NVIDIA's is importable) do not depend on the order they run in
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    modules = set(sys.modules)
     repo = tmp_path / "edm"
     for sub, name in (("torch_utils", "persistence.py"), ("dnnlib", "__init__.py")):
         (repo / sub).mkdir(parents=True)
@@ -264,7 +271,10 @@ def real_path(tmp_path, monkeypatch):
 
     tiny = dict(steps=2, warmup_steps=1, batch_size=4, n_samples=4, sample_batch_size=4, sample_steps=2,
                 grid_samples=4, log_every=1, checkpoint_every=0, device="cpu")
-    return data, checkpoint, tiny
+    yield data, checkpoint, tiny
+    for name in set(sys.modules) - modules:
+        if name.split(".")[0] in ("torch_utils", "dnnlib"):
+            del sys.modules[name]
 
 
 def test_cifar10_labels_flow_into_fine_tuning_fid_and_results(tmp_path, real_path):
@@ -282,8 +292,20 @@ def test_cifar10_labels_flow_into_fine_tuning_fid_and_results(tmp_path, real_pat
     reference = (torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1)
     extractor = RandomConvFeatures(0)
     mu, sigma = feature_statistics(compute_features(extractor, reference))
+    from spectral_lib.experiments.train import UntrustedPickleError
+
+    # the run folder names its pickle and an edm_repo: reloading it needs the caller's trust, never the folder's
+    with pytest.raises(UntrustedPickleError, match="edm-cifar.pkl"):
+        images.fid_for_run(result.out_dir, n=5, seeds=(0, 1), reference=(mu, sigma), batch_size=2, extractor=extractor)
+    with pytest.raises(UntrustedPickleError, match="edm-cifar.pkl"):
+        images.metrics_over_seeds(result.out_dir, reference, seeds=(0,), n=2)
+    assert not (result.out_dir / "fid.json").exists() and not (result.out_dir / "seed_metrics.json").exists()
+    repo = result.config.model["edm_repo"]
     fid = images.fid_for_run(result.out_dir, n=5, seeds=(0, 1), reference=(mu, sigma), batch_size=2,
-                             extractor=extractor)
+                             extractor=extractor, trust_pickle=True, edm_repo=repo)
+    per_seed = images.metrics_over_seeds(result.out_dir, reference, seeds=(0,), n=2, trust_pickle=True,
+                                         edm_repo=repo)
+    assert len(per_seed["fd_local"]) == 1 and np.isfinite(per_seed["fd_local"][0])
     assert len(fid["values"]) == 2 and fid["values"][0] != fid["values"][1] and fid["std"] > 0
     assert fid["precision"] == {"network": "float32", "sampler": "float64"}
 

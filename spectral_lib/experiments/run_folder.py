@@ -34,7 +34,13 @@ __all__ = [
     "remove_temporary_files",
 ]
 
-RESULT_FILES: list[str] = ["metrics.json", "samples.pt"]
+RESULT_FILES: list[str] = [
+    "metrics.json",
+    "samples.pt",
+    "seed_metrics.json",  # per-seed metrics of an image run (experiments.images.evaluation.metrics_over_seeds)
+    "fid.json",  # FID of an image run (experiments.images.fid.fid_for_run)
+    "image_summary.json",  # power spectrum of an image run's samples (experiments.images.chapter.SUMMARY)
+]
 """Files computed from a run's trained weights. They are removed when training continues (a finished run resumed
 with more steps) and when the run is overwritten. A module that caches results in a run folder (a file computed
 from the weights) adds its file name here, so that a changed run never serves stale numbers."""

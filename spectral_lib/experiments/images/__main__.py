@@ -8,6 +8,9 @@
     torchrun --standalone --nproc_per_node=8 -m spectral_lib.experiments.images run \\
         --dataset cifar10 --profile full --network vp --variant fourier_amp-unweighted
 
+    # ``run`` unpickles the network it fine-tunes (NVIDIA's official one, or --checkpoint) and puts NVIDIA's code
+    # (--edm-repo) on sys.path: running it is your choice to trust both. It trusts nothing a run folder names.
+
     # CPU throughput of stand-ins of the real networks' size (the basis of the GPU-hour estimate)
     OMP_NUM_THREADS=1 python -m spectral_lib.experiments.images bench
 """
@@ -36,12 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--network", choices=["vp", "ve"], required=True)
     run.add_argument("--variant", choices=[v.key for v in ALL_VARIANTS], default="baseline")
     run.add_argument("--data", help="FFHQ: images1024x1024/ or an EDM zip (cifar10/afhqv2 are downloaded)")
-    run.add_argument("--edm-repo", default="runs/edm", help="a clone of NVlabs/edm (cloned here if missing)")
+    run.add_argument("--edm-repo", default="runs/edm", help="a clone of NVlabs/edm (cloned here if missing); its "
+                                                            "code is imported to unpickle the networks")
     run.add_argument("--root", default="runs/images", help="where run folders go")
     run.add_argument("--seed", type=int, default=0, help="training seed")
     run.add_argument("--autocast", choices=["fp16", "bf16"], help="sample for FID under autocast (labelled)")
     run.add_argument("--checkpoint", help="a network pickle (path or URL) instead of the official one, e.g. a "
-                                          "snapshot of EDM's own training")
+                                          "snapshot of EDM's own training; unpickling runs its code, so name only "
+                                          "a file you trust")
     run.add_argument("--steps", type=int, help="fine-tuning steps (default: the profile's)")
     run.add_argument("--fid-samples", type=int, help="images per FID seed (default: the profile's)")
     run.add_argument("--fid-seeds", help="FID seeds, comma-separated (default: the profile's)")
@@ -82,7 +87,12 @@ def _clone_edm(repo: str) -> None:
 
 
 def run_row(args: argparse.Namespace) -> None:
-    """Fine-tune (DDP under torchrun), FID (sharded), result file (rank 0)."""
+    """Fine-tune (DDP under torchrun), FID (sharded), result file (rank 0).
+
+    The network pickle (the official one of ``--dataset``/``--network``, or ``--checkpoint``) and the code folder
+    ``--edm-repo`` are the user's choice on this command line, so the run this command trains is reloaded for FID
+    with ``trust_pickle=True`` and that ``edm_repo``: the trust comes from the command line, never from the run
+    folder's ``config.json``."""
     import torch
 
     from spectral_lib.experiments.images.evaluation import run_variant
@@ -107,7 +117,8 @@ def run_row(args: argparse.Namespace) -> None:
         extractor = RandomConvFeatures(0)
     fid = fid_for_run(result.out_dir, n=args.fid_samples or plan.fid_samples, seeds=seeds,
                       reference=args.reference or DATASETS[args.dataset].fid_reference, batch_size=plan.fid_batch_size,
-                      autocast=args.autocast, sampler_dtype=plan.sampler_dtype, extractor=extractor, progress=True)
+                      autocast=args.autocast, sampler_dtype=plan.sampler_dtype, extractor=extractor, progress=True,
+                      trust_pickle=True, edm_repo=args.edm_repo)  # the pickle and code this command line chose
     if fid is not None:  # rank 0
         path = write_result(args.profile, args.dataset, args.network, variant, fid, run_metrics=result.metrics,
                             config=result.config, seed=args.seed)

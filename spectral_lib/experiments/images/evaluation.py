@@ -39,6 +39,7 @@ __all__ = [
     "conditional_sampler",
     "run_dir_for",
     "prepare_data",
+    "variant_config",
     "run_variant",
     "metrics_over_seeds",
     "mean_std",
@@ -123,6 +124,46 @@ def prepare_data(dataset: str, data_dir: str | os.PathLike[str] | None = None, *
     return prepare_dataset(dataset, source=data_dir, progress=progress)
 
 
+def variant_config(
+    profile: str,
+    variant: Variant,
+    *,
+    dataset: str = OFFLINE_EXPERIMENT,
+    seed: int = 0,
+    network: str | None = None,
+    edm_repo: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> ExperimentConfig:
+    """The configuration :func:`run_variant` trains: ``dataset``'s profile with the variant's regularizer and
+    weighting, EDM, ``seed``; wavelet variants get ``levels = ImageSettings.wavelet_levels``; on the real path
+    (``network`` given) ``dataset``'s checkpoint of that network and ``edm_repo``; ``data_dir`` and any other
+    config key of ``overrides``."""
+    from spectral_lib.experiments.profiles import get_profile
+
+    return get_profile(dataset, profile).replace(**_changes(profile, variant, dataset, seed, network, edm_repo,
+                                                            data_dir, overrides))
+
+
+def _changes(profile: str, variant: Variant, dataset: str, seed: int, network: str | None,
+             edm_repo: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
+             overrides: dict[str, Any]) -> dict[str, Any]:
+    check_choice(dataset, "dataset", tuple(DATASETS))
+    changes: dict[str, Any] = {"regularizer": variant.regularizer, "formulation": "edm", "seed": int(seed),
+                               "spectral_weighting": variant.weighting}
+    if variant.regularizer.startswith("wavelet"):
+        changes["regularizer_kwargs"] = {"levels": settings(profile).wavelet_levels}
+    if network is not None:
+        model: dict[str, Any] = {"network": edm_network_name(dataset, network)}
+        if edm_repo is not None:
+            model["edm_repo"] = str(edm_repo)
+        changes["model"] = model
+    if data_dir is not None:
+        changes["data_dir"] = str(data_dir)
+    changes.update(overrides)
+    return changes
+
+
 def run_variant(
     profile: str,
     variant: Variant,
@@ -133,37 +174,29 @@ def run_variant(
     network: str | None = None,
     edm_repo: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    fresh: bool = False,
     progress: bool = False,
     **overrides: Any,
 ):
     """Train (or read back) one variant through :func:`~spectral_lib.experiments.run.run_experiment`.
 
-    The run folder is :func:`run_dir_for`; a finished run with the same configuration is reused (``resume=True``),
-    so the chapter trains each variant once. On the real path (``gpu``/``full``) ``network`` (``"vp"``/``"ve"``)
-    picks ``dataset``'s checkpoint and the data is :func:`prepare_data`'s EDM zip; offline (``network=None``)
-    ``data_dir=None`` uses the stand-in. Wavelet variants get ``levels = ImageSettings.wavelet_levels``;
-    ``overrides`` are any other config keys. Works under ``torchrun`` (the ranks other than 0 get no samples).
+    The configuration is :func:`variant_config`'s and the run folder :func:`run_dir_for`. A finished run with the
+    same configuration is reused and an interrupted one continues (``resume=True``), unless ``fresh`` (then a run
+    in that folder is replaced: ``overwrite=True``). On the real path (``gpu``/``full``) ``network``
+    (``"vp"``/``"ve"``) picks ``dataset``'s checkpoint and the data is :func:`prepare_data`'s EDM zip; offline
+    (``network=None``) ``data_dir=None`` uses the stand-in. Works under ``torchrun`` (the ranks other than 0 get no
+    samples).
     """
     from spectral_lib.experiments.run import run_experiment
 
-    check_choice(dataset, "dataset", tuple(DATASETS))
-    changes: dict[str, Any] = {"spectral_weighting": variant.weighting}
-    if variant.regularizer.startswith("wavelet"):
-        changes["regularizer_kwargs"] = {"levels": settings(profile).wavelet_levels}
-    if network is not None:
-        model: dict[str, Any] = {"network": edm_network_name(dataset, network)}
-        if edm_repo is not None:
-            model["edm_repo"] = str(edm_repo)
-        changes["model"] = model
-        if "data_dir" not in overrides:
-            data_dir = prepare_data(dataset, data_dir, progress=progress)
-    if data_dir is not None:
-        changes["data_dir"] = str(data_dir)
-    changes.update(overrides)
+    if network is not None and data_dir is None and "data_dir" not in overrides:
+        data_dir = prepare_data(dataset, data_dir, progress=progress)
+    changes = _changes(profile, variant, dataset, seed, network, edm_repo, data_dir, overrides)
+    regularizer, seed = changes.pop("regularizer"), changes.pop("seed")
     return run_experiment(
-        dataset, profile=profile, regularizer=variant.regularizer, formulation="edm",
-        out=run_dir_for(root, profile, variant, seed=seed, network=network, dataset=dataset), seed=seed,
-        resume=True, progress=progress, **changes,
+        dataset, profile=profile, regularizer=regularizer, out=run_dir_for(root, profile, variant, seed=seed,
+                                                                            network=network, dataset=dataset),
+        seed=seed, resume=not fresh, overwrite=fresh, progress=progress, **changes,
     )
 
 
@@ -175,6 +208,8 @@ def metrics_over_seeds(
     n: int,
     feature_seed: int = 0,
     device: str | torch.device | None = None,
+    trust_pickle: bool = False,
+    edm_repo: str | os.PathLike[str] | None = None,
 ) -> dict[str, list[float]]:
     """Per sampling seed, ``n`` fresh samples of a run against ``reference``: ``{"fd_local": [...],
     "hf_energy_ratio": [...]}``, one value per seed.
@@ -184,7 +219,13 @@ def metrics_over_seeds(
     :func:`~spectral_lib.metrics.spectrum.high_frequency_energy_ratio` (cutoff a quarter of Nyquist). Samples come
     from the run's EMA weights with its own sampler (:func:`~spectral_lib.experiments.run.sample_run`); seed ``s``
     uses generator seed ``10_000 + s`` (independent of the run's ``samples.pt``). The result is cached in
-    ``run_dir/seed_metrics.json`` for these settings and this reference (its size and sum).
+    ``run_dir/seed_metrics.json`` for these settings and this reference (its size and sum); the file is one of the
+    run's :data:`~spectral_lib.experiments.run_folder.RESULT_FILES`, removed when the run trains again.
+
+    ``trust_pickle``, ``edm_repo``: a run fine-tuned from an EDM network pickle is rebuilt from that pickle, which
+    runs its code: pass ``trust_pickle=True`` only for a run you trained from a network you trust, and ``edm_repo``
+    (NVIDIA's code) yourself; neither is ever taken from the run folder
+    (:func:`~spectral_lib.experiments.run.load_run_model`).
     """
     from spectral_lib.experiments.run import sample_run
     from spectral_lib.metrics.fid import frechet_distance_local
@@ -197,7 +238,8 @@ def metrics_over_seeds(
     def compute() -> dict[str, Any]:
         values: dict[str, list[float]] = {"fd_local": [], "hf_energy_ratio": []}
         for s in seeds:
-            samples = sample_run(run_dir, n=n, seed=10_000 + int(s), device=device)
+            samples = sample_run(run_dir, n=n, seed=10_000 + int(s), device=device, trust_pickle=trust_pickle,
+                                 edm_repo=edm_repo)
             values["fd_local"].append(float(frechet_distance_local(samples, reference, seed=feature_seed)))
             values["hf_energy_ratio"].append(high_frequency_energy_ratio(samples, reference))
         return values

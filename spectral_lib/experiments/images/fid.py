@@ -197,16 +197,25 @@ def cached_json(path: Path, key: dict[str, Any], compute: Callable[[], dict[str,
     return value
 
 
-def load_run_network(run_dir: Path, device: torch.device) -> tuple[torch.nn.Module, Any, ExperimentConfig, tuple]:
-    """``(EMA network in eval mode on device, formulation, config, sample shape)`` of a finished run folder."""
-    from spectral_lib.experiments import train as train_mod
-    from spectral_lib.experiments.checkpoint import load_checkpoint
+def load_run_network(
+    run_dir: Path, device: torch.device, *, trust_pickle: bool = False, edm_repo: str | os.PathLike[str] | None = None,
+) -> tuple[torch.nn.Module, Any, ExperimentConfig, tuple]:
+    """``(EMA network in eval mode on device, formulation, config, sample shape)`` of a finished run folder
+    (:func:`~spectral_lib.experiments.run.load_run_model`).
 
-    config = ExperimentConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    state = load_checkpoint(train_mod.checkpoint_path(run_dir))
-    model = train_mod.build_model(config)
-    model.load_state_dict(state["ema"])
-    return model.to(device).eval(), train_mod.build_formulation(config), config, tuple(state["sample_shape"])
+    A run fine-tuned from an EDM network pickle names that pickle in its ``config.json``, and rebuilding the network
+    unpickles it (code runs): only with ``trust_pickle=True`` from a caller who chose it (the command line that
+    trained this run, the chapter at ``gpu``/``full``), never because the run folder says so. The ``edm_repo`` of
+    the folder's ``config.json`` is never put on ``sys.path``; pass ``edm_repo`` (a clone of NVIDIA's code) here.
+
+    Raises:
+        UntrustedPickleError: an EDM run without ``trust_pickle=True``.
+    """
+    from spectral_lib.experiments.run import load_run_model
+
+    model, formulation, config, state = load_run_model(run_dir, ema=True, trust_pickle=trust_pickle,
+                                                       edm_repo=edm_repo)
+    return model.to(device).eval(), formulation, config, tuple(state["sample_shape"])
 
 
 def _reference(reference: Any) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -225,7 +234,7 @@ def fid_for_run(
     run_dir: str | os.PathLike[str], *, n: int, seeds: Sequence[int], reference: Any = "ffhq-64x64",
     batch_size: int = 250, device: str | torch.device | None = None, autocast: str | None = None,
     sampler_dtype: str = "float64", extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    progress: bool = False,
+    progress: bool = False, trust_pickle: bool = False, edm_repo: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any] | None:
     """FID of a run folder's EMA network, ``n`` images per FID seed (see the module docstring), sharded over the
     ranks of a ``torchrun`` job; cached in ``run_dir/fid.json`` for these settings.
@@ -238,6 +247,9 @@ def fid_for_run(
         sampler_dtype: ``"float64"`` (as ``generate.py``) or ``"float32"`` (the offline UNet).
         extractor: the features (default Inception-v3, the FID standard; tests pass an offline one, and the value
             is then not FID: the result's ``name`` says which features).
+        trust_pickle, edm_repo: a run fine-tuned from an EDM network pickle is rebuilt from that pickle, which runs
+            its code: pass ``trust_pickle=True`` only for runs you trained from a network you trust, and
+            ``edm_repo`` for NVIDIA's code (:func:`load_run_network`; never taken from the run's ``config.json``).
 
     Returns:
         On rank 0: ``{"values": [FID per seed], "mean", "std" (ddof 1), "n", "seeds", "name", "precision",
@@ -259,7 +271,8 @@ def fid_for_run(
     if stored.get("key") == json.loads(json.dumps(key)):  # every rank reads it, so all skip the sampling together
         ctx.close()
         return stored["value"] if ctx.is_main else None
-    model, formulation, config, shape = load_run_network(run_dir, ctx.device)
+    model, formulation, config, shape = load_run_network(run_dir, ctx.device, trust_pickle=trust_pickle,
+                                                         edm_repo=edm_repo)
     label_dim = int(getattr(model, "label_dim", 0))
     feats_fn = extractor if extractor is not None else InceptionFeatures().to(ctx.device)
 

@@ -15,7 +15,8 @@ Three experiments, one per data set, share one pipeline (:mod:`spectral_lib.expe
   FID-50k x 3 seeds; :func:`~spectral_lib.experiments.images.results.full_cost` says how many GPU-hours).
 * **Offline path** (``smoke``, ``cpu``; registered under ``ffhq``): the dead-leaves stand-in in FFHQ's folder layout
   and our small UNet trained from scratch; spectra, high-frequency energy and a Fréchet distance on local random
-  features, which is **not FID**. Unchanged from the faces chapter it grew out of.
+  features, which is **not FID**. Beside the paper's rows it trains our additive amplitude + phase coupling
+  (:data:`BEYOND_PAPER_NAMES`), labelled as ours.
 
 Choices the paper leaves open, and ours (each is a parameter):
 
@@ -46,10 +47,12 @@ from spectral_lib.experiments.profiles import REGISTRY, ExperimentConfig, regist
 __all__ = [
     "DATASETS",
     "ImageDataset",
+    "EDM_AUGMENT",
     "OFFLINE_EXPERIMENT",
     "Variant",
     "ALL_VARIANTS",
     "PAPER_NAMES",
+    "BEYOND_PAPER_NAMES",
     "PAPER_TABLE1",
     "PAPER_BEST",
     "PAPER_CIFAR10_RANGE",
@@ -86,6 +89,10 @@ DATASETS: dict[str, ImageDataset] = {
 }
 """Table 1's data sets in the paper's order; each is an experiment of the same name."""
 
+EDM_AUGMENT: dict[str, float] = {"cifar10": 0.12, "afhqv2": 0.15, "ffhq": 0.15}
+"""The augmentation probability EDM trained each network with (its README's training commands); we do not augment
+when fine-tuning (see the module docstring)."""
+
 OFFLINE_EXPERIMENT = "ffhq"
 """The experiment whose ``smoke``/``cpu`` profiles are the offline path (stand-in data in FFHQ's layout)."""
 
@@ -108,6 +115,12 @@ PAPER_NAMES: dict[str, str] = {
 }
 """Our regularizer names -> the names of the paper's Table 1."""
 
+BEYOND_PAPER_NAMES: dict[str, str] = {
+    "fourier_amp_phase_safe": "AMP+PHASE additive (ours)",
+}
+"""Regularizers the offline chapter compares beside the paper's rows, labelled as ours: ``fourier_amp_phase_safe`` is
+our additive amplitude + phase coupling (chapter 2), next to ``fourier_amp_phase``, which is Eq. 15 as printed."""
+
 WEIGHTINGS = {"none": "unweighted", "formulation": "weighted"}
 
 
@@ -120,7 +133,7 @@ class Variant:
     weighting: str = "none"
 
     def __post_init__(self) -> None:
-        check_choice(self.regularizer, "regularizer", tuple(PAPER_NAMES))
+        check_choice(self.regularizer, "regularizer", (*PAPER_NAMES, *BEYOND_PAPER_NAMES))
         check_choice(self.weighting, "weighting", tuple(WEIGHTINGS))
         if self.regularizer == "none" and self.weighting != "none":
             raise ValueError("the baseline (regularizer 'none') has no spectral term to weight; use weighting 'none'")
@@ -132,18 +145,28 @@ class Variant:
 
     @property
     def label(self) -> str:
-        """The paper's name: ``baseline``, ``HAAR (unweighted)``, ``AMP (weighted)``..."""
+        """The paper's name: ``baseline``, ``HAAR (unweighted)``, ``AMP (weighted)``...; ours say so:
+        ``AMP+PHASE additive (ours, unweighted)``."""
+        if self.regularizer in BEYOND_PAPER_NAMES:
+            return BEYOND_PAPER_NAMES[self.regularizer].replace("(ours)", f"(ours, {WEIGHTINGS[self.weighting]})")
         name = PAPER_NAMES[self.regularizer]
         return name if self.regularizer == "none" else f"{name} ({WEIGHTINGS[self.weighting]})"
 
+    @property
+    def paper(self) -> bool:
+        """Whether this is one of the paper's rows (the baseline included)."""
+        return self.regularizer in PAPER_NAMES
+
     @classmethod
     def from_key(cls, key: str) -> Variant:
-        """Inverse of :attr:`key`."""
+        """Inverse of :attr:`key` (the paper's rows and ours)."""
         if key == "baseline":
             return cls()
         regularizer, _, weighting = key.rpartition("-")
         inverse = {v: k for k, v in WEIGHTINGS.items()}
         if weighting not in inverse:
+            raise ValueError(f"unknown variant key {key!r}; valid: {', '.join(v.key for v in ALL_VARIANTS)}")
+        if regularizer not in PAPER_NAMES and regularizer not in BEYOND_PAPER_NAMES:
             raise ValueError(f"unknown variant key {key!r}; valid: {', '.join(v.key for v in ALL_VARIANTS)}")
         return cls(regularizer, inverse[weighting])
 
@@ -218,8 +241,8 @@ _OFFLINE: dict[str, ExperimentConfig] = {
     ),
     # About a minute per variant on 2 CPU cores: 32x32 RGB dead leaves (written at 64 and resized by the loader),
     # the "tiny" UNet at 16 base channels (0.27 M parameters; 8 steps/s at batch 32 on 2 idle cores, twice the
-    # 32-channel preset's speed: our choice, so that the ten runs of the chapter train in about 15 minutes and the
-    # whole chapter runs in 22), EDM training from scratch, 12 Heun steps.
+    # 32-channel preset's speed: our choice, so that the eleven runs of the chapter train in about 16 minutes and
+    # the whole chapter retrains in about 25), EDM training from scratch, 12 Heun steps.
     "cpu": _offline(
         "cpu",
         data={"source": "images", "resolution": 32, "standin": {**_STANDIN, "n": 1024, "resolution": 64, "r_min": 6.0}},
@@ -278,6 +301,7 @@ class ImageSettings:
 
     Attributes:
         variants: the Table 1 rows to train (baseline first).
+        beyond_paper: rows of ours trained beside them (:data:`BEYOND_PAPER_NAMES`; offline only).
         networks: pretrained EDM networks (``"vp"``, ``"ve"``) for the real path; empty offline.
         train_seeds: training seeds of the baseline (a second seed shows how far training noise alone moves the
             numbers); the other variants use the first.
@@ -297,6 +321,7 @@ class ImageSettings:
     """
 
     variants: tuple[Variant, ...]
+    beyond_paper: tuple[Variant, ...] = ()
     networks: tuple[str, ...] = ()
     train_seeds: tuple[int, ...] = (0,)
     fd_seeds: tuple[int, ...] = (0, 1, 2)
@@ -318,13 +343,17 @@ class ImageSettings:
         return bool(self.networks)
 
 
+_OURS = (Variant("fourier_amp_phase_safe"),)
+
 _SETTINGS: dict[str, ImageSettings] = {
     # every regularizer once, one weighted variant, two baseline seeds: every code path in seconds
     "smoke": ImageSettings(variants=(Variant(),) + tuple(Variant(r) for r in _REGULARIZERS)
-                           + (Variant("wavelet", "formulation"),), train_seeds=(0, 1), fd_seeds=(0, 1),
-                           fd_samples=24, fd_reference=48, crop=6, timing_images=48, wavelet_levels=2),
-    "cpu": ImageSettings(variants=ALL_VARIANTS, train_seeds=(0, 1), fd_seeds=(0, 1, 2), fd_samples=256,
-                         fd_reference=1024, crop=10, timing_images=512),
+                           + (Variant("wavelet", "formulation"),), beyond_paper=_OURS, train_seeds=(0, 1),
+                           fd_seeds=(0, 1), fd_samples=24, fd_reference=48, crop=6, timing_images=48,
+                           wavelet_levels=2),
+    # our additive coupling beside Eq. 15 as printed, unweighted only (every weighted row is far off at lambda = 1)
+    "cpu": ImageSettings(variants=ALL_VARIANTS, beyond_paper=_OURS, train_seeds=(0, 1), fd_seeds=(0, 1, 2),
+                         fd_samples=256, fd_reference=1024, crop=10, timing_images=512),
     # the baseline and the paper's best FFHQ-VP row (AMP, unweighted), VP only, FID-10k once: one Colab session
     "gpu": ImageSettings(variants=(Variant(), Variant("fourier_amp")), networks=("vp",), fd_seeds=(0,),
                          fd_samples=500, fd_reference=5_000, fid_samples=10_000, fid_seeds=(0,),
@@ -342,12 +371,12 @@ def settings(profile: str) -> ImageSettings:
 
 
 def planned_runs(profile: str) -> list[tuple[str | None, Variant, int]]:
-    """``(network, variant, training seed)`` of every model the chapter trains at ``profile``: each variant with
-    the first training seed, plus the baseline with the others; per pretrained network on the real path
-    (``network`` is ``None`` offline)."""
+    """``(network, variant, training seed)`` of every model the chapter trains at ``profile``: each variant (the
+    paper's, then ours) with the first training seed, plus the baseline with the others; per pretrained network on
+    the real path (``network`` is ``None`` offline)."""
     chosen = settings(profile)
     runs: list[tuple[str | None, Variant, int]] = []
     for network in chosen.networks or (None,):
-        runs += [(network, v, chosen.train_seeds[0]) for v in chosen.variants]
+        runs += [(network, v, chosen.train_seeds[0]) for v in chosen.variants + chosen.beyond_paper]
         runs += [(network, Variant(), seed) for seed in chosen.train_seeds[1:]]
     return runs

@@ -40,7 +40,9 @@ __all__ = [
     "result_path",
     "write_result",
     "read_results",
+    "command_prefix",
     "reproduce_command",
+    "row_arguments",
     "table1_rows",
     "Throughput",
     "PUBLISHED_THROUGHPUT",
@@ -103,11 +105,17 @@ def read_results(profile: str, dataset: str, root: Path | None = None) -> dict[s
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
 
 
-def reproduce_command(dataset: str, profile: str, network: str, variant: Variant, *, gpus: int = 1) -> str:
-    """The shell command that reproduces one row (fine-tune, FID, result file) on ``gpus`` GPUs of one machine."""
+def command_prefix(dataset: str, profile: str, *, gpus: int = 1) -> str:
+    """The part of :func:`reproduce_command` that every row of ``dataset`` at ``profile`` shares."""
     data = "" if DATASETS[dataset].name != "ffhq" else " --data PATH/TO/images1024x1024-or-ffhq-64x64.zip"
     return (f"torchrun --standalone --nproc_per_node={gpus} -m spectral_lib.experiments.images run "
-            f"--dataset {dataset} --profile {profile} --network {network} --variant {variant.key}{data}")
+            f"--dataset {dataset} --profile {profile}{data}")
+
+
+def reproduce_command(dataset: str, profile: str, network: str, variant: Variant, *, gpus: int = 1) -> str:
+    """The shell command that reproduces one row (fine-tune, FID, result file) on ``gpus`` GPUs of one machine:
+    :func:`command_prefix` and :func:`row_arguments`."""
+    return f"{command_prefix(dataset, profile, gpus=gpus)} {row_arguments(network, variant)}"
 
 
 def _cell(record: Mapping[str, Any] | None) -> str:
@@ -128,18 +136,25 @@ def _paper_cell(dataset: str, network: str, variant: Variant) -> str:
     return "—"
 
 
+def row_arguments(network: str, variant: Variant) -> str:
+    """The arguments that pick one row in :func:`reproduce_command`: ``--network vp --variant wavelet-weighted``."""
+    return f"--network {network} --variant {variant.key}"
+
+
 def table1_rows(dataset: str, networks: tuple[str, ...] = ("vp", "ve"), variants: tuple[Variant, ...] = ALL_VARIANTS,
-                root: Path | None = None) -> list[tuple[str, ...]]:
+                root: Path | None = None, *, full_commands: bool = True) -> list[tuple[str, ...]]:
     """One row per (network, variant): network, variant, the paper's FID, ours at ``gpu``, ours at ``full``, and the
-    command that fills the ``full`` cell. Read from ``results/`` (:func:`read_results`)."""
+    command that fills the ``full`` cell (``full_commands=False``: only the row's :func:`row_arguments`, for a page
+    that prints the common part once). Read from ``results/`` (:func:`read_results`)."""
     found = {p: read_results(p, dataset, root) for p in RESULT_PROFILES}
     rows = []
     for network in networks:
         for variant in variants:
             name = row_name(network, variant)
+            command = (reproduce_command(dataset, "full", network, variant) if full_commands
+                       else row_arguments(network, variant))
             rows.append((network.upper(), variant.label, _paper_cell(dataset, network, variant),
-                         _cell(found["gpu"].get(name)), _cell(found["full"].get(name)),
-                         f"`{reproduce_command(dataset, 'full', network, variant)}`"))
+                         _cell(found["gpu"].get(name)), _cell(found["full"].get(name)), f"`{command}`"))
     return rows
 
 
