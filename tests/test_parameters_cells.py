@@ -19,9 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import new_notebook  # noqa: E402
 
 NOTEBOOKS = sorted(p.relative_to(ROOT) for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-PENDING = {
-    Path("book/07_images.ipynb"): "chapter 7 (its own engineer): the comment of data_dir holds '= download'",
-}
+PENDING: dict[Path, str] = {}
 """Notebooks whose parameters cell is known not to parse yet, with why (strict: remove the entry once fixed)."""
 
 
