@@ -28,7 +28,8 @@ def opening_cells(title: str, *, trains: bool = False) -> list:
         'profile = "cpu"'
     )
     if trains:
-        parameters += "\nretrain = False  # at cpu: train afresh instead of reading the shipped results (RETRAIN=1)"
+        # no "=" in a comment: papermill reads a line with two as no parameter ("Unable to parse line")
+        parameters += "\nretrain = False  # True at cpu: train afresh and overwrite the shipped results"
     return [
         new_markdown_cell(f"# {title}"),
         new_markdown_cell(

@@ -13,8 +13,7 @@ and what the book uses: the losses, the formulations (DDPM, DDIM, EDM), :func:`d
 
 from __future__ import annotations
 
-from typing import Any
-
+from spectral_lib._lazy import lazy_exports
 from spectral_lib.diffusion import DDIM, DDPM, EDM, FORMULATIONS, LossOutput, diffusion_loss, make_formulation
 from spectral_lib.spectral import (
     SPECTRAL_REGULARIZERS,
@@ -65,12 +64,5 @@ __all__ = [
     "get_profile",
 ]
 
-_LAZY = {"run_experiment": "spectral_lib.experiments", "get_profile": "spectral_lib.experiments"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'spectral_lib' has no attribute {name!r}")
+_LAZY = {"run_experiment": "experiments", "get_profile": "experiments"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["check_signal", "check_pair", "check_choice", "check_positive"]
+__all__ = ["check_signal", "check_pair", "check_choice", "check_positive", "check_noise_cond"]
 
 
 def check_signal(x: object, name: str = "x", *, ranks: Iterable[int] = (3, 4), finite: bool = True) -> torch.Tensor:
@@ -85,3 +85,15 @@ def check_positive(value: float, name: str, *, allow_zero: bool = False) -> None
     if not ok or v != v or v in (float("inf"), float("-inf")):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+
+
+def check_noise_cond(noise_cond: object, x: torch.Tensor) -> torch.Tensor:
+    """A network's noise condition as a ``(B,)`` tensor on ``x``'s device: a scalar (Python or 0-d) is repeated for
+    the batch ``B = x.shape[0]``; any other shape raises ``ValueError`` naming it."""
+    if not isinstance(noise_cond, torch.Tensor):
+        noise_cond = torch.as_tensor(noise_cond, device=x.device)
+    if noise_cond.dim() == 0:
+        noise_cond = noise_cond.expand(x.shape[0])
+    if noise_cond.shape != (x.shape[0],):
+        raise ValueError(f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}")
+    return noise_cond

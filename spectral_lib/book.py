@@ -334,50 +334,82 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, formats: Sequ
 # ------------------------------------------------------------------------------------------------ audio
 
 
-def _audio_html(clip: Any, rate: int) -> str:
+def _waveform(clip: Any, label: str) -> Any:
+    """``clip`` as one float64 NumPy waveform ``(T,)``, checked (``label`` names it in errors)."""
     import numpy as np
-    from IPython.display import Audio
 
     data = clip.detach().cpu().numpy() if hasattr(clip, "detach") else np.asarray(clip)
     data = np.asarray(data, dtype=np.float64).squeeze()
     if data.ndim != 1 or data.size == 0:
-        raise ValueError(f"an audio clip must be one waveform (T,) (or (1, T), (1, 1, T)), got shape {data.shape}")
+        raise ValueError(f"audio clip {label!r}: an audio clip must be one waveform (T,) (or (1, T), (1, 1, T)), "
+                         f"got shape {data.shape}")
     if not np.isfinite(data).all():
-        raise ValueError("the audio clip holds NaN or infinite values")
-    return Audio(data, rate=int(rate))._repr_html_()
+        raise ValueError(f"audio clip {label!r}: the audio clip holds NaN or infinite values")
+    return data
 
 
-def audio_player(clip: Any, rate: int, label: str) -> None:
+def _audio_html(data: Any, rate: int, gain: float | None) -> str:
+    """IPython's player: each clip scaled to full scale (``gain=None``), or every sample times ``gain``."""
+    from IPython.display import Audio
+
+    if gain is None:
+        return Audio(data, rate=int(rate))._repr_html_()
+    return Audio(data * gain, rate=int(rate), normalize=False)._repr_html_()
+
+
+def audio_player(clip: Any, rate: int, label: str, *, normalize: bool = True) -> None:
     """Display one audio player with its own caption above it.
 
     Args:
-        clip: waveform ``(T,)``, ``(1, T)`` or ``(1, 1, T)`` (NumPy or torch), any range (normalised for playback).
+        clip: waveform ``(T,)``, ``(1, T)`` or ``(1, 1, T)`` (NumPy or torch), in any range.
         rate: sample rate in Hz.
         label: what the player plays.
+        normalize: scale the clip to full scale for playback (IPython's default), or, with ``False``, play it at
+            its own level (see :func:`audio_players`).
     """
-    audio_players({label: clip}, rate)
+    audio_players({label: clip}, rate, normalize=normalize)
 
 
-def audio_players(clips: Mapping[str, Any] | Sequence[tuple[str, Any]], rate: int, *, caption: str = "") -> None:
+def audio_players(
+    clips: Mapping[str, Any] | Sequence[tuple[str, Any]], rate: int, *, caption: str = "", normalize: bool = True,
+) -> None:
     """Display labelled audio players as one HTML table: one row per clip, its label beside its player.
 
     Args:
         clips: ``{label: waveform}`` or ``[(label, waveform), ...]``; waveforms as in :func:`audio_player`.
         rate: sample rate in Hz.
         caption: optional table caption.
+        normalize: ``True`` (IPython's default): every clip is scaled to full scale on its own, so all sound equally
+            loud whatever their levels. ``False``: one gain for every clip, so a louder or hissier clip is heard
+            as such: samples as they are (1.0 is full scale), or, when a clip peaks above 1, every clip divided
+            by that largest peak (the caption then says so). Use it where the chapter compares levels.
     """
+    import numpy as np
+
     items = list(clips.items()) if isinstance(clips, Mapping) else list(clips)
     if not items:
         raise ValueError("audio_players needs at least one (label, clip)")
-    rows = []
+    waves = []
     for label, clip in items:
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"every audio player needs a label, got {label!r}")
-        rows.append(
-            f'<tr><th scope="row" class="audio-label" style="text-align: left; padding-right: 1em;">'
-            f"{html.escape(label)}</th><td>{_audio_html(clip, rate)}</td></tr>"
-        )
+        waves.append(_waveform(clip, label))
+    gain = None
+    if not normalize:
+        peak = max(float(np.abs(w).max()) for w in waves)
+        gain = 1.0 if peak <= 1.0 else 1.0 / peak
+        if gain < 1.0:
+            note = f"every clip scaled by {gain:.3g} to fit full scale; their levels stay comparable"
+            caption = f"{caption} ({note})" if caption else note.capitalize()
+    rows = [
+        f'<tr><th scope="row" class="audio-label" style="text-align: left; padding-right: 1em;">'
+        f"{html.escape(label)}</th><td>{_audio_html(wave, rate, gain)}</td></tr>"
+        for (label, _), wave in zip(items, waves)
+    ]
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     body = f'<table class="audio-players">{cap}{"".join(rows)}</table>'
     text = "\n".join(f"[audio] {label}" for label, _ in items)
-    _display_html(body, text=text, meta={"kind": "audio", "labels": [label for label, _ in items]})
+    meta = {"kind": "audio", "labels": [label for label, _ in items], "normalize": bool(normalize)}
+    if gain is not None:
+        meta["gain"] = gain
+    _display_html(body, text=text, meta=meta)

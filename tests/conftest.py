@@ -17,3 +17,14 @@ def generator() -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(1234)
     return g
+
+
+@pytest.fixture
+def notes(monkeypatch) -> list[str]:
+    """Titles of the notes (``spectral_lib.book.note``) shown while the test runs, e.g. by the shipped-results
+    switch; nothing is displayed."""
+    from spectral_lib import book
+
+    titles: list[str] = []
+    monkeypatch.setattr(book, "note", lambda text, kind="note", title="Note": titles.append(title))
+    return titles

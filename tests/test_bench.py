@@ -113,3 +113,14 @@ def test_comparison_rows_and_table():
     assert "speed-up" in table and "2x1x16x16" in table
     with pytest.raises(ValueError, match="comparison kind"):
         implementations.comparisons(("fft",))
+
+
+def test_wavelet_comparisons_at_chosen_sizes_from_the_command_line(capsys):
+    from spectral_lib.bench import implementations
+
+    cases = implementations.comparisons(("wavelet",), sizes=[8, 16])
+    assert [(c.about["size"], c.about["wavelet"]) for c in cases] == [(8, "haar"), (8, "bior1.3"), (16, "haar"),
+                                                                     (16, "bior1.3")]
+    implementations.main(["--kinds", "wavelet", "--sizes", "16", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert out.count("16x1x16x16") == 2 and "wavelet haar" in out and "wavelet bior1.3" in out

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import check_prose_numbers  # noqa: E402
 import execute_notebooks  # noqa: E402
 import sync_colab_cells  # noqa: E402
+import workshop_solutions  # noqa: E402
 
 SMOKE_TREE = ROOT / "_build" / "smoke" / "src"
 NOTEBOOKS = execute_notebooks.toc_notebooks()
@@ -232,13 +233,48 @@ def test_colab_cell_fails_with_one_clear_message(tmp_path, monkeypatch):
     assert info.value.__cause__ is None and info.value.__suppress_context__, "one message, not a chained traceback"
 
 
+WORKSHOP_TAG = "workshop-solution"
+
+
+def with_workshop_solutions(notebook: Path, scratch: Path) -> Path:
+    """``notebook``, or a copy at ``scratch`` with the workshop page's solutions of its chapter appended as cells
+    tagged :data:`WORKSHOP_TAG` (each labelled with its exercise and line, which a failure shows)."""
+    number = notebook.name[:2]
+    found = workshop_solutions.chapter_solutions(int(number)) if number.isdigit() else []
+    if not found:
+        return notebook
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells += [nbformat.v4.new_code_cell(f"# {s.label}\n" + "\n".join(s.code), metadata={"tags": [WORKSHOP_TAG]})
+                 for s in found]
+    nbformat.write(nb, scratch)
+    return scratch
+
+
+def test_workshop_solutions_are_appended_to_their_chapter_only(tmp_path):
+    chapter = with_workshop_solutions(ROOT / "book" / "04_diffusion_in_a_few_lines.ipynb", tmp_path / "a.ipynb")
+    cells = nbformat.read(chapter, as_version=4).cells
+    appended = [c.source for c in cells if WORKSHOP_TAG in c.metadata.get("tags", [])]
+    assert [s.splitlines()[0] for s in appended] == [f"# {s.label}" for s in workshop_solutions.chapter_solutions(4)]
+    assert len(appended) == 3 and "figures.samples_grid" in appended[1]
+    assert with_workshop_solutions(ROOT / "book" / "05_checkerboard.ipynb", tmp_path / "b.ipynb").name == \
+        "05_checkerboard.ipynb", "chapter 5's exercises live in the chapter"
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=str)
 def test_notebook_runs_at_smoke_profile(path):
+    """The chapter at smoke, then the workshop page's solutions of this chapter in its namespace (appended as
+    cells, removed again from the executed copy that the rendered-page tests build)."""
     execute_notebooks.copy_sources(SMOKE_TREE)
     output = SMOKE_TREE / path
     tmp = output.with_name(f".{output.stem}.running.ipynb")
-    seconds = execute_notebooks.execute(ROOT / path, tmp, "smoke", cwd=output.parent, timeout=600)
+    source = with_workshop_solutions(ROOT / path, output.with_name(f".{output.stem}.workshop.ipynb"))
+    seconds = execute_notebooks.execute(source, tmp, "smoke", cwd=output.parent, timeout=600)
+    if source != ROOT / path:
+        source.unlink()
+        executed = nbformat.read(tmp, as_version=4)
+        executed.cells = [c for c in executed.cells if WORKSHOP_TAG not in c.get("metadata", {}).get("tags", [])]
+        nbformat.write(executed, tmp)
     tmp.replace(output)
     nb = nbformat.read(output, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]

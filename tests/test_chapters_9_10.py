@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from figure_texts import figure_texts as _texts  # tests/figure_texts.py
 
 from spectral_lib.experiments import cost
 from spectral_lib.experiments.shipped import Shipped, ShippedResults
@@ -16,24 +17,6 @@ from spectral_lib.integrations import diffusers_runs as runs_lib
 from spectral_lib.plotting import cost as cost_figures
 from spectral_lib.plotting import diffusers as hf_figures
 from spectral_lib.plotting.core import BookFigure
-
-
-def _texts(fig) -> list[str]:
-    found = [fig._suptitle.get_text()] if fig._suptitle is not None else []
-    for ax in fig.axes:
-        found += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
-    return [t for t in found if t]
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Titles of the notes the shipped-results switch displays."""
-    from spectral_lib import book
-
-    titles: list[str] = []
-    monkeypatch.setattr(book, "note", lambda text, kind="note", title="Note": titles.append(title))
-    return titles
-
 
 # ------------------------------------------------------------------------------------------------ chapter 9: runs
 
@@ -264,20 +247,33 @@ def test_wavelet_paths_time_both_dwt_paths_at_the_profile_sizes():
     bench = get_bench_profile("smoke")
     assert [(r["wavelet"], r["size"]) for r in rows] == [(w, s) for s in bench.sizes for w in ("haar", "bior1.3")]
     for r in rows:
-        assert r["shape"] == [bench.loss_batch, 1, r["size"], r["size"]]
+        assert list(r["shape"]) == [bench.loss_batch, 1, r["size"], r["size"]]
+        assert r["name"] == f"wavelet {r['wavelet']}: dense matrices vs ptwt convolutions", "the bench's own rows"
         assert r["speedup"] == pytest.approx(r["plain_ms"] / r["ours_ms"]) and r["ours_min"] <= r["ours_ms"]
     table = cost_figures.paths_table(rows)
     assert len(table["rows"]) == len(rows) and len(table["header"]) == len(table["formats"]) == len(table["rows"][0])
 
 
 def test_the_convolution_path_computes_the_same_loss():
+    from spectral_lib.bench.implementations import wavelet_comparisons
     from spectral_lib.spectral import wavelet_loss, wavelet_max_level
 
     pred, target = torch.randn(2, 1, 16, 16), torch.randn(2, 1, 16, 16)
-    loss = cost._wavelet_case("bior1.3", 16)
-    torch.testing.assert_close(cost._through_convolutions(loss)(pred, target), loss(pred, target))
+    (case,) = wavelet_comparisons([16], wavelets=["bior1.3"], batch=2)
+    assert case.shape == (2, 1, 16, 16) and dict(case.about) == {"wavelet": "bior1.3", "size": 16}
+    torch.testing.assert_close(case.plain(pred, target), case.ours(pred, target))
     levels = min(3, wavelet_max_level(16, "bior1.3"))
-    torch.testing.assert_close(loss(pred, target), wavelet_loss(pred, target, wavelet="bior1.3", levels=levels))
+    torch.testing.assert_close(case.ours(pred, target), wavelet_loss(pred, target, wavelet="bior1.3", levels=levels))
+
+
+def test_one_overhead_target_serves_the_bench_the_chapter_and_the_figure():
+    import inspect
+
+    from spectral_lib.bench import steps
+
+    assert cost.TARGET_CPU == steps.OVERHEAD_TARGETS["cpu"] == steps.overhead_target("cpu")
+    assert steps.overhead_target("cuda") == steps.OVERHEAD_TARGETS["cuda"] < cost.TARGET_CPU
+    assert inspect.signature(cost_figures.overhead).parameters["target"].default == cost.TARGET_CPU
 
 
 def test_chapter_10_figures_and_tables():

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 from spectral_lib.data.checkerboard import sample_checkerboards
@@ -98,9 +99,24 @@ def test_random_conv_features_are_deterministic_and_labelled():
     assert torch.equal(a(x), b(x)) and a(x).shape == (4, 480)
     assert not torch.equal(a(x), RandomConvFeatures(seed=2)(x))
     assert torch.equal(a(x[:, :1]), a(x[:, :1].expand(-1, 3, -1, -1)))  # grayscale -> RGB
+    with pytest.raises(ValueError, match="1 or 3 channels, got 2"):
+        a(x[:, :2])
     assert "FID" not in a.name and a.name.startswith("FD (local features")
     feats = compute_features(a, iter([x[:2], x[2:]]))
     np.testing.assert_allclose(feats, a(x).double().numpy(), rtol=1e-6)
+
+
+def test_inception_features_take_grayscale_and_refuse_other_channel_counts():
+    """Both extractors share the RGB check; Inception's (no weights here) is run with a stand-in network."""
+    from spectral_lib.metrics.fid import InceptionFeatures
+
+    extractor = InceptionFeatures.__new__(InceptionFeatures)
+    nn.Module.__init__(extractor)
+    extractor.net = lambda u8: [u8.double().mean(dim=(2, 3))]  # torch-fidelity's network returns a tuple
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(extractor(x), extractor(x.expand(-1, 3, -1, -1)))
+    with pytest.raises(ValueError, match="1 or 3 channels, got 4"):
+        extractor(torch.zeros(2, 4, 8, 8))
 
 
 def test_local_fd_ranks_blurred_samples_further_than_fresh_samples():

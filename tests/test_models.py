@@ -244,3 +244,14 @@ def test_diffwave_errors():
         DiffWaveConfig(n_mels=0)
     with pytest.raises(ValueError, match="unknown preset 'large'; valid: 'tiny', 'small', 'paper'"):
         diffwave_preset("large")
+
+
+def test_both_networks_repeat_a_scalar_noise_cond_and_refuse_another_shape(generator):
+    unet, wave = UNet2D(UNet2DConfig(**MICRO)).eval(), DiffWave.from_preset("tiny").eval()
+    for model, x in ((unet, torch.randn((2, 1, 8, 8), generator=generator)),
+                     (wave, torch.randn((2, 1, 64), generator=generator))):
+        with torch.no_grad():
+            torch.testing.assert_close(model(x, 7), model(x, torch.tensor([7, 7])))
+            torch.testing.assert_close(model(x, torch.tensor(7.0)), model(x, torch.tensor([7.0, 7.0])))
+        with pytest.raises(ValueError, match=r"noise_cond must have shape \(2,\) or be a scalar, got \(2, 1\)"):
+            model(x, torch.zeros(2, 1))

@@ -119,6 +119,21 @@ def test_ddpm_l1_objective_is_lmnts_diffwave_loss():
     assert not torch.allclose(squared.total, lmnt)  # the default (squared error) is not LMNT's loss
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_conditioning_is_refused_by_name(bad):
+    """A NaN mel reached the network unchecked and gave a NaN loss without an error: now it is named, as x0 is."""
+    audio, mel = torch.zeros(2, 1, 64), torch.rand(2, 8, 4)
+    mel[1, 3, 2] = bad
+    with pytest.raises(ValueError, match=r"cond\['mel'\] contains 1 NaN or infinite value\(s\)"):
+        diffusion_loss(DDPM(num_steps=50), TinyVocoder(), audio, cond={"mel": mel})
+    ok = diffusion_loss(DDPM(num_steps=50), TinyVocoder(), audio, cond={"mel": mel.nan_to_num(0.0, 0.0, 0.0)})
+    assert torch.isfinite(ok.total)
+    labels = torch.tensor([[0, 1], [1, 0]])  # integer tensors (and other values) pass through unchecked
+    net = TinyNet()
+    out = diffusion_loss(DDPM(), lambda x, t, class_labels: net(x, t), data()[:2], cond={"class_labels": labels})
+    assert torch.isfinite(out.total)
+
+
 @pytest.mark.parametrize("weighting", ["none", "formulation"])
 def test_spectral_term_on_x0_hat_at_the_sampled_level(weighting):
     net, x0 = TinyNet(), data()

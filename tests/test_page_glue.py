@@ -159,3 +159,38 @@ def test_table_formats_numbers_per_column(monkeypatch):
     assert shown == ["| name | value | share |\n|---|---|---|\n| a\\|b | 0.123 | 50% |\n| c | 2.000 | n/a |"]
     with pytest.raises(ValueError, match="row 0 has 1 cells for 2 columns"):
         book.table(["a", "b"], [(1,)])
+
+
+def _played(html: str) -> list[np.ndarray]:
+    """The samples each player of ``html`` plays, read back from its embedded WAV (full scale = 1)."""
+    import base64
+    import io
+    import wave
+
+    out = []
+    for b64 in re.findall(r'src="data:audio/wav;base64,([^"]+)"', html):
+        with wave.open(io.BytesIO(base64.b64decode(b64))) as w:
+            out.append(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2") / 32767)
+    return out
+
+
+def test_audio_players_keep_the_levels_apart_only_when_asked(shown):
+    clip = 0.4 * np.sin(np.linspace(0, 100, 800))
+    clips = {"quiet": clip, "half as loud": 0.5 * clip}
+    book.audio_players(clips, rate=8000)
+    book.audio_players(clips, rate=8000, normalize=False)
+    book.audio_player(torch.tensor(3 * clip), 8000, "too loud", normalize=False)
+    book.audio_players({"loud": 3 * clip, "quiet": clip}, rate=8000, normalize=False, caption="Two runs")
+    (normalized, _), (kept, meta), (one, one_meta), (scaled, scaled_meta) = shown
+    a, b = _played(normalized["text/html"])
+    assert np.abs(a).max() == pytest.approx(1, abs=1e-3) and np.abs(b).max() == pytest.approx(1, abs=1e-3)
+    a, b = _played(kept["text/html"])
+    np.testing.assert_allclose(a, clip, atol=1 / 32767)  # the samples as they are
+    np.testing.assert_allclose(b, 0.5 * clip, atol=1 / 32767)
+    assert meta["spectral_book"]["normalize"] is False and meta["spectral_book"]["gain"] == 1.0
+    (c,) = _played(one["text/html"])
+    assert np.abs(c).max() == pytest.approx(1, abs=1e-3) and one_meta["spectral_book"]["gain"] == pytest.approx(1 / np.abs(3 * clip).max())
+    loud, quiet = _played(scaled["text/html"])
+    assert np.abs(loud).max() == pytest.approx(1, abs=1e-3)
+    assert np.abs(quiet).max() == pytest.approx(1 / 3, abs=1e-3), "one gain for every clip: the ratio stays"
+    assert "Two runs (every clip scaled by 0.833 to fit full scale" in scaled["text/html"]

@@ -5,17 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from figure_texts import figure_texts as _texts  # tests/figure_texts.py
 
 from spectral_lib.data.checkerboard import checkerboard
 from spectral_lib.plotting import blur, fourier
 from spectral_lib.plotting.core import BookFigure
-
-
-def _texts(fig) -> list[str]:
-    found = [fig._suptitle.get_text()] if fig._suptitle is not None else []
-    for ax in fig.axes:
-        found += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
-    return [t for t in found if t]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from figure_texts import figure_texts as _texts  # tests/figure_texts.py
 
 from spectral_lib.data.checkerboard import sample_checkerboards
 from spectral_lib.experiments.ablation import floored_radial_spectrum, mean_power_map
@@ -20,13 +21,6 @@ SCORES = {"hf_ratio": 0.91, "spectral_distance": 1.234, "binary_share": 0.85, "i
 @pytest.fixture
 def boards() -> torch.Tensor:
     return sample_checkerboards(16, 32, (4,), generator=torch.Generator().manual_seed(0))
-
-
-def _texts(fig) -> list[str]:
-    found = [fig._suptitle.get_text()] if fig._suptitle is not None else []
-    for ax in fig.axes:
-        found += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
-    return [t for t in found if t]
 
 
 def _visible_axes(fig):

@@ -8,17 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from figure_texts import figure_texts as _texts  # tests/figure_texts.py
 
 from spectral_lib.data.toy2d import TOY2D_DATASETS, points_to_signal, sample_toy2d
 from spectral_lib.plotting import toy2d as figures
 from spectral_lib.plotting.core import BookFigure
-
-
-def _texts(fig) -> list[str]:
-    found = [fig._suptitle.get_text()] if fig._suptitle is not None else []
-    for ax in fig.axes:
-        found += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
-    return [t for t in found if t]
 
 
 def _offsets(ax, k: int = 0) -> np.ndarray:

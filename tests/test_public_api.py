@@ -38,3 +38,26 @@ def test_diffusion_loss_from_the_top_level(generator):
     )
     assert set(out.parts) >= {"diffusion", "spectral"}
     assert out.total.item() > out.parts["diffusion"].item()
+
+
+def test_lazy_packages_import_each_name_from_its_submodule_on_first_use():
+    import subprocess
+    import sys
+
+    import pytest
+
+    import spectral_lib.data as data
+    import spectral_lib.metrics as metrics
+    from spectral_lib.data import checkerboard
+    from spectral_lib.experiments import run
+    from spectral_lib.metrics import fid
+
+    assert data.sample_checkerboards is checkerboard.sample_checkerboards and metrics.fid_score is fid.fid_score
+    assert spectral_lib.run_experiment is run.run_experiment
+    assert {"sample_checkerboards", "download_dataset"} <= set(dir(data)) and "run_experiment" in dir(spectral_lib)
+    for package in (spectral_lib, data, metrics):
+        with pytest.raises(AttributeError, match=rf"module '{package.__name__}' has no attribute 'no_such_name'"):
+            package.no_such_name  # noqa: B018
+    code = "import sys, spectral_lib.data.checkerboard; print('PIL' in sys.modules, 'librosa' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"], "importing one submodule pulls in the others' dependencies"

@@ -28,16 +28,6 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    """Titles of the notes the switch displays."""
-    from spectral_lib import book
-
-    titles: list[str] = []
-    monkeypatch.setattr(book, "note", lambda text, kind="note", title="Note": titles.append(title))
-    return titles
-
-
 def _config():
     return profiles.get_profile("checkerboard", "smoke").replace(regularizer="wavelet", **OVERRIDES)
 

@@ -39,15 +39,6 @@ def tiny_cpu(monkeypatch):
     return profiles.REGISTRY["ljspeech"]["cpu"]
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    from spectral_lib import book
-
-    titles: list[str] = []
-    monkeypatch.setattr(book, "note", lambda text, kind="note", title="Note": titles.append(title))
-    return titles
-
-
 # ------------------------------------------------------------------------------------------------ names, configs
 
 

@@ -226,3 +226,33 @@ def test_matrices_first_built_in_inference_mode_still_serve_autograd(generator):
         wavelet_loss(pred, target, wavelet="db2", levels=2)
     (grad,) = torch.autograd.grad(wavelet_loss(pred, target, wavelet="db2", levels=2), pred)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_each_family_has_its_own_dense_limit_under_the_ceiling(monkeypatch):
+    import spectral_lib.spectral.wavelet as wavelet_module
+    from spectral_lib.spectral.wavelet import dense_max_size
+
+    assert dense_max_size("haar") == wavelet_module.DENSE_MAX_SIZES["haar"] < wavelet_module.DENSE_MAX_SIZE
+    assert dense_max_size("bior1.3") == dense_max_size(pywt.Wavelet("db2")) == wavelet_module.DENSE_MAX_SIZE
+    monkeypatch.setitem(wavelet_module.DENSE_MAX_SIZES, "bior", 10_000)
+    assert dense_max_size("bior1.3") == wavelet_module.DENSE_MAX_SIZE, "a family's limit never passes the ceiling"
+    monkeypatch.setattr(wavelet_module, "DENSE_MAX_SIZE", 0)
+    assert dense_max_size("haar") == dense_max_size("bior1.3") == 0, "0 sends every signal through ptwt"
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "bior1.3"])
+def test_between_the_family_limits_each_wavelet_takes_its_path_and_matches_pywavelets(wavelet, generator,
+                                                                                    monkeypatch):
+    """At a side above Haar's limit and below bior1.3's, Haar goes through ptwt and bior1.3 through the matrices;
+    both give PyWavelets' coefficients."""
+    import spectral_lib.spectral.wavelet as wavelet_module
+
+    size = (wavelet_module.DENSE_MAX_SIZES["haar"] + wavelet_module.DENSE_MAX_SIZE) // 2
+    dense_calls = []
+    real = wavelet_module._decompose_dense
+    monkeypatch.setattr(wavelet_module, "_decompose_dense", lambda *a: dense_calls.append(a) or real(*a))
+    x = torch.randn(1, 1, size, size, generator=generator, dtype=torch.float64)
+    bands = wavelet_decompose(x, wavelet, 2)
+    assert bool(dense_calls) is (wavelet == "bior1.3")
+    for band, ref in zip(bands, _pywt_bands(x.numpy(), wavelet, 2, "reflect"), strict=True):
+        np.testing.assert_allclose(band.coeffs.numpy(), ref, atol=1e-12)

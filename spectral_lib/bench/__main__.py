@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                                                "not count)" if rows[0]["clock"] == "cpu" else ""))
     print(steps.format_table(rows))
     worst = max((r for r in rows if r["regularizer"] != "none"), key=lambda r: r["ratio"])
-    target = 1.03 if device.type == "cuda" else 1.10
+    target = 1.0 + steps.overhead_target(device)
     print(f"\nlargest overhead: {worst['ratio']:.3f}x ({worst['case']}, {worst['regularizer']}); "
           f"target <= {target:.2f}x on {'a GPU' if device.type == 'cuda' else 'a CPU'}")
     result = {"steps": rows}

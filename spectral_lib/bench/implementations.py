@@ -1,6 +1,6 @@
 """Hand-written fast paths next to the plain PyTorch they replace: does each one earn its place?
 
-    python -m spectral_lib.bench.implementations [--repeats 30 --device cpu]
+    python -m spectral_lib.bench.implementations [--kinds wavelet] [--sizes 64 128 256] [--repeats 30 --device cpu]
 
 `spectral_lib` keeps three pieces of code whose only purpose is speed:
 
@@ -10,9 +10,11 @@
   ``torch.fft.rfftn(...).abs()``;
 - ``stft``: the MR-STFT loss's framing by hand (``unfold``) through the same two functions, against
   ``torch.stft(...).abs()``;
-- ``wavelet``: the DWT as dense analysis matrices (signals up to ``DENSE_MAX_SIZE`` a side), against ptwt's strided
-  convolutions (the path every longer signal takes), for the wavelet losses (Haar and bior1.3, 3 levels or as many
-  as fit) on the image sizes of book chapter 10.
+- ``wavelet``: the DWT as dense analysis matrices (what the library does up to ``dense_max_size(wavelet)`` a side;
+  here forced at every size), against ptwt's strided convolutions (the path every longer signal takes), for the
+  wavelet losses (Haar and bior1.3, 3 levels or as many as fit) on the image sizes of book chapter 10 and at each
+  family's limit (``DENSE_MAX_SIZES``: where the speed-up crosses 1); ``--sizes`` picks the sides.
+  Book chapter 10 times the same comparisons (:func:`wavelet_comparisons`) at its profile's sizes.
 
 Each pair computes the same values and gradients (the tests check it); here both are timed forward + backward,
 interleaved round by round, and the table prints ``speed-up = time(plain) / time(ours)``: above 1 the hand-written
@@ -26,8 +28,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 from unittest import mock
 
 import torch
@@ -40,7 +43,7 @@ from spectral_lib.spectral import stft as stft_module
 from spectral_lib.spectral import wavelet as wavelet_module
 from spectral_lib.spectral.fourier import _spectral_mean, spectral_dims
 from spectral_lib.spectral.stft import _frobenius
-from spectral_lib.spectral.wavelet import DENSE_MAX_SIZE, wavelet_max_level
+from spectral_lib.spectral.wavelet import DENSE_MAX_SIZE, DENSE_MAX_SIZES, wavelet_max_level
 
 __all__ = [
     "KINDS",
@@ -49,6 +52,8 @@ __all__ = [
     "plain_stft_magnitude",
     "plain_mrstft_loss",
     "mrstft_with_plain_helpers",
+    "WAVELETS",
+    "wavelet_comparisons",
     "comparisons",
     "compare",
     "format_comparison",
@@ -60,12 +65,14 @@ Loss = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class Comparison:
-    """One hand-written path (``ours``) and the plain PyTorch it replaces (``plain``), on inputs of ``shape``."""
+    """One hand-written path (``ours``) and the plain PyTorch it replaces (``plain``), on inputs of ``shape``;
+    ``about`` holds extra fields for its row of :func:`compare` (e.g. ``{"wavelet": "haar", "size": 64}``)."""
 
     name: str
     shape: tuple[int, ...]
     ours: Loss
     plain: Loss
+    about: Mapping[str, Any] = field(default_factory=dict)
 
 
 def plain_amplitude_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -128,16 +135,47 @@ def _through_convolutions(loss: Loss) -> Loss:
     return convolutions
 
 
+def _through_matrices(loss: Loss, size: int) -> Loss:
+    """``loss`` with every DWT of sides up to ``size`` through dense matrices, whatever the family's limit (no
+    ``DENSE_MAX_SIZES`` entry and ``DENSE_MAX_SIZE >= size`` while it runs)."""
+
+    def matrices(pred: Tensor, target: Tensor) -> Tensor:
+        with mock.patch.object(wavelet_module, "DENSE_MAX_SIZE", max(DENSE_MAX_SIZE, size)), \
+                mock.patch.dict(wavelet_module.DENSE_MAX_SIZES, clear=True):
+            return loss(pred, target)
+
+    return matrices
+
+
 KINDS: tuple[str, ...] = ("fourier", "stft", "wavelet")
+WAVELETS: tuple[str, ...] = ("haar", "bior1.3")
+"""The wavelets timed: the paper's Haar (Eq. 16) and bior1.3."""
 
 
-def comparisons(kinds: tuple[str, ...] = KINDS, *, quick: bool = False) -> list[Comparison]:
+def wavelet_comparisons(sizes: Sequence[int], *, wavelets: Sequence[str] = WAVELETS,
+                        batch: int = 16) -> list[Comparison]:
+    """The wavelet losses (3 levels, or as many as fit) through dense matrices (``ours``, forced at every size)
+    and through ptwt's convolutions (``plain``) on ``(batch, 1, size, size)`` images, for every size, then every
+    wavelet; each row of :func:`compare` also carries ``wavelet`` and ``size``."""
+    out = []
+    for size in sizes:
+        for name in wavelets:
+            loss = _wavelet(name, size)
+            out.append(Comparison(f"wavelet {name}: dense matrices vs ptwt convolutions", (batch, 1, size, size),
+                                  _through_matrices(loss, size), _through_convolutions(loss),
+                                  about={"wavelet": name, "size": size}))
+    return out
+
+
+def comparisons(kinds: tuple[str, ...] = KINDS, *, quick: bool = False,
+                sizes: Sequence[int] | None = None) -> list[Comparison]:
     """The pairs to time. ``"fourier"``: the two autograd functions inside the Fourier amplitude loss (on the issue's
     64×3×64² batch, the checkerboard's 64×1×32² and a DiffWave batch of 16 crops of 15 872 samples) and inside the
     MR-STFT loss (that audio batch, same framing); ``"stft"``: the MR-STFT loss against one built on ``torch.stft``;
     ``"wavelet"``: the wavelet losses (Haar, bior1.3, 3 levels or as many as fit) on 16×1×32² and 16×1×64² (book
-    chapter 10) and at the size limit of the matrix path, ``DENSE_MAX_SIZE``. ``quick``: small shapes only
-    (tests)."""
+    chapter 10) and at the matrix path's limits, ``DENSE_MAX_SIZES`` and ``DENSE_MAX_SIZE`` (``sizes`` replaces
+    those sides).
+    ``quick``: small shapes only (tests)."""
     for kind in kinds:
         check_choice(kind, "comparison kind", KINDS)
     audio = (2, 1, 4096) if quick else (16, 1, 62 * 256)
@@ -153,11 +191,8 @@ def comparisons(kinds: tuple[str, ...] = KINDS, *, quick: bool = False) -> list[
         out.append(Comparison("mrstft: unfold + real_fft + magnitude vs torch.stft().abs()", audio, mrstft_loss,
                               plain_mrstft_loss))
     if "wavelet" in kinds:
-        for size in (16,) if quick else (32, 64, DENSE_MAX_SIZE):
-            for name in ("haar", "bior1.3"):
-                loss = _wavelet(name, size)
-                out.append(Comparison(f"wavelet {name}: dense matrices vs ptwt convolutions", (2 if quick else 16,
-                                      1, size, size), loss, _through_convolutions(loss)))
+        default = (16,) if quick else sorted({32, 64, DENSE_MAX_SIZE, *DENSE_MAX_SIZES.values()})
+        out += wavelet_comparisons(default if sizes is None else sizes, batch=2 if quick else 16)
     return out
 
 
@@ -186,7 +221,7 @@ def compare(
     Returns:
         One dict per comparison: ``name``, ``shape``, ``ours_ms`` / ``plain_ms`` (medians), ``ours_min`` /
         ``plain_min`` (fastest rounds), ``speedup`` (``plain_ms / ours_ms``), ``speedup_min`` (of the fastest
-        rounds), ``clock``, ``device``, ``threads``.
+        rounds), ``clock``, ``device``, ``threads``, and the comparison's ``about`` fields.
     """
     device = torch.device(device)
     check_choice(clock, "clock", ("auto", "wall", "cpu"))
@@ -211,7 +246,7 @@ def compare(
             "name": case.name, "shape": case.shape, "ours_ms": ours, "plain_ms": plain,
             "ours_min": min(times["ours"]), "plain_min": min(times["plain"]), "speedup": plain / ours,
             "speedup_min": min(times["plain"]) / min(times["ours"]), "clock": clock, "device": str(device),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), **case.about,
         })
     return rows
 
@@ -233,8 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    default_sizes = " ".join(map(str, sorted({32, 64, DENSE_MAX_SIZE, *DENSE_MAX_SIZES.values()})))
+    parser.add_argument("--sizes", nargs="+", type=int,
+                        help=f"image sides of the wavelet comparisons (default: {default_sizes})")
     args = parser.parse_args(argv)
-    rows = compare(comparisons(tuple(args.kinds)), repeats=args.repeats, device=args.device)
+    rows = compare(comparisons(tuple(args.kinds), sizes=args.sizes), repeats=args.repeats, device=args.device)
     print(f"forward + backward, device={rows[0]['device']}, clock={rows[0]['clock']}, "
           f"torch threads={rows[0]['threads']}, torch {torch.__version__}; speed-up = plain / ours (> 1: ours faster)")
     print(format_comparison(rows))

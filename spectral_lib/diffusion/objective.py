@@ -89,7 +89,8 @@ def diffusion_loss(
             called and ``total`` is exactly the formulation's standard objective.
         spectral_weighting: ``"none"`` (``w = 1``, the paper's "unweighted") or ``"formulation"``
             (``w = formulation.spectral_weight(levels)``, e.g. ``lambda_EDM(sigma)``, the paper's "weighted").
-        cond: keyword arguments passed to the model (e.g. ``{"mel": mel}`` for a vocoder).
+        cond: keyword arguments passed to the model (e.g. ``{"mel": mel}`` for a vocoder); float tensors among
+            them must be finite, like ``x0``.
         generator: source of all randomness of this call.
 
     Returns:
@@ -100,6 +101,12 @@ def diffusion_loss(
     check_choice(spectral_weighting, "spectral_weighting", SPECTRAL_WEIGHTINGS)
     if cond is not None and not isinstance(cond, Mapping):
         raise ValueError(f"cond must be a mapping of keyword arguments for the model, got {type(cond).__name__}")
+    for key, value in (cond or {}).items():  # a NaN mel gives a NaN loss without a word: refuse it by name, as x0
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            n_bad = int((~torch.isfinite(value)).sum())
+            if n_bad:
+                raise ValueError(f"cond[{key!r}] contains {n_bad} NaN or infinite value(s); the model would learn "
+                                 "from NaN (check the data it comes from)")
 
     batch = x0.shape[0]
     levels = formulation.sample_levels(batch, device=x0.device, generator=generator)

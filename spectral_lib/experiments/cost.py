@@ -14,8 +14,9 @@ At ``cpu`` a live measurement becomes the reference when ``retrain`` is set (``m
 is shipped for this key yet; at every profile the shipped reference is returned (``None`` while there is none).
 
 :func:`wavelet_paths` times the wavelet losses through their two DWT paths (dense matrices, the library's default
-up to ``DENSE_MAX_SIZE`` pixels a side, and ptwt's convolutions), with the rows in the form of
-``spectral_lib.bench.implementations.compare`` (``ours_*``: matrices, ``plain_*``: convolutions, ``speedup``).
+up to ``DENSE_MAX_SIZE`` pixels a side, and ptwt's convolutions) with the bench's own comparison,
+:func:`spectral_lib.bench.implementations.compare` of :func:`~spectral_lib.bench.implementations.wavelet_comparisons`
+(``ours_*``: matrices, ``plain_*``: convolutions, ``speedup``), at the bench profile's sizes.
 :func:`overhead_summary` and :func:`paths_summary` give the numbers the prose quotes.
 """
 
@@ -25,9 +26,10 @@ import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
-from unittest import mock
 
 import torch
+
+from spectral_lib.bench.steps import OVERHEAD_TARGETS
 
 __all__ = [
     "CHAPTER",
@@ -43,9 +45,9 @@ __all__ = [
 ]
 
 CHAPTER = "10_cost"
-TARGET_CPU = 0.10
-"""Our target for the extra cost of a spectral term on a CPU: at most 10 % of a training step (the paper gives no
-number; ``python -m spectral_lib.bench`` prints the same target as a ratio, 1.10)."""
+TARGET_CPU = OVERHEAD_TARGETS["cpu"]
+"""Our target for the extra cost of a spectral term on a CPU, as a share of a training step: the bench's own
+(:data:`spectral_lib.bench.steps.OVERHEAD_TARGETS`, which ``python -m spectral_lib.bench`` prints as a ratio)."""
 
 
 MISSING_REFERENCE = ("No reference measurement is shipped yet: run this page at <code>profile = \"cpu\"</code> on a "
@@ -99,62 +101,24 @@ def reference_note(store: Any, name: str) -> str:
             f" ({html.escape(str(entry.get('hardware')))}, {entry.get('threads')} torch thread(s)).")
 
 
-def _wavelet_case(wavelet: str, size: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    from spectral_lib.spectral import wavelet_loss, wavelet_max_level
-
-    levels = min(3, wavelet_max_level(size, wavelet))  # 3 levels, the default, or as many as fit
-
-    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return wavelet_loss(pred, target, wavelet=wavelet, levels=levels)
-
-    return loss
-
-
-def _through_convolutions(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """``loss`` with every DWT through ptwt's convolutions (``DENSE_MAX_SIZE`` set to 0 while it runs)."""
-    from spectral_lib.spectral import wavelet as wavelet_module
-
-    def convolutions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with mock.patch.object(wavelet_module, "DENSE_MAX_SIZE", 0):
-            return loss(pred, target)
-
-    return convolutions
-
-
 def wavelet_paths(profile: str, *, device: str | torch.device = "cpu",
                   wavelets: Sequence[str] = ("haar", "bior1.3")) -> list[dict[str, Any]]:
     """Forward + backward of each wavelet loss through dense matrices (``ours``) and through ptwt's convolutions
-    (``plain``), timed interleaved by :func:`spectral_lib.bench.losses.time_losses` at every image side of the
-    bench profile's size sweep, batch ``loss_batch``, ``loss_repeats`` rounds, one channel.
+    (``plain``), timed interleaved by :func:`spectral_lib.bench.implementations.compare` at every image side of the
+    bench profile's size sweep, batch ``loss_batch``, ``loss_repeats`` rounds, one channel: the comparison that
+    ``python -m spectral_lib.bench.implementations --kinds wavelet`` prints.
 
     Returns:
-        One dict per (wavelet, size): ``name``, ``wavelet``, ``size``, ``shape``, ``ours_ms`` / ``plain_ms``
+        One dict per (size, wavelet): ``name``, ``wavelet``, ``size``, ``shape``, ``ours_ms`` / ``plain_ms``
         (medians), ``ours_min`` / ``plain_min`` (fastest rounds), ``speedup`` (``plain_ms / ours_ms``),
         ``speedup_min`` (of the fastest rounds), ``clock``, ``device``, ``threads``.
     """
-    from spectral_lib.bench.losses import time_losses
+    from spectral_lib.bench import implementations
     from spectral_lib.bench.steps import get_bench_profile
 
     bench = get_bench_profile(profile)
-    rows = []
-    for size in bench.sizes:
-        cases = {}
-        for wavelet in wavelets:
-            loss = _wavelet_case(wavelet, size)
-            cases[f"{wavelet} matrices"] = ("image", loss)
-            cases[f"{wavelet} convolutions"] = ("image", _through_convolutions(loss))
-        timed = {r["name"]: r for r in time_losses(bench.loss_batch, 1, size, bench.loss_repeats, device,
-                                                   cases=cases)}
-        for wavelet in wavelets:
-            ours, plain = timed[f"{wavelet} matrices"], timed[f"{wavelet} convolutions"]
-            rows.append({
-                "name": f"wavelet {wavelet}: dense matrices vs ptwt convolutions", "wavelet": wavelet,
-                "size": size, "shape": list(ours["shape"]), "ours_ms": ours["ms"], "plain_ms": plain["ms"],
-                "ours_min": ours["ms_min"], "plain_min": plain["ms_min"], "speedup": plain["ms"] / ours["ms"],
-                "speedup_min": plain["ms_min"] / ours["ms_min"], "clock": ours["clock"], "device": ours["device"],
-                "threads": ours["threads"],
-            })
-    return rows
+    cases = implementations.wavelet_comparisons(bench.sizes, wavelets=wavelets, batch=bench.loss_batch)
+    return implementations.compare(cases, repeats=bench.loss_repeats, device=device)
 
 
 def overhead_summary(rows: Sequence[dict[str, Any]], profile: str,

@@ -8,17 +8,16 @@ Profiles of the checkerboard toy (32×32 grayscale, 4-pixel checks, random offse
 
 - ``smoke``: a tiny UNet, 30 steps, a few samples with 10 sampling steps; trains and samples in seconds on one core
   (used by ``make test`` and by every notebook's smoke run).
-- ``cpu``: shows the effect within minutes on two CPU cores (about 2 minutes a run): a 0.16 M-parameter UNet, 800
-  steps at batch 64, λ = 1 (unweighted), L1 spectral terms on x̂₀, EDM with 50 Heun steps. Baseline: about 0.4 of
-  the boards clean, the others smeared; Haar wavelet: 0.65-0.75 clean in three of four training seeds, no gain in
-  the fourth (book chapter 5 gives the table).
+- ``cpu``: shows the effect within minutes on two CPU cores: a 0.16 M-parameter UNet, 800 steps at batch 64,
+  λ = 1 (unweighted), L1 spectral terms on x̂₀, EDM with 50 Heun steps. What it shows (the share of clean boards
+  per regularizer, and how much it moves between training seeds) is in book chapter 5, read from its shipped
+  results (``results/cpu/05_checkerboard``); chapter 6 turns λ.
 - ``gpu``: 64×64 with 8-pixel checks (the paper's toy size), a wider UNet and more steps, for Colab or a workstation.
 
 All three use the EDM formulation, where x̂₀ is the preconditioned denoiser output (the paper's image experiments).
-With DDPM's ε-prediction, x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t multiplies the network's error by up to 1/√ᾱ_T ≈ 160:
-at λ = 1 the unweighted spectral term's gradient is dominated by the noisiest steps and, on the cpu profile, the
-network learned nothing else in 800 steps (diffusion loss stuck at 0.34 against 0.01 for the baseline). Chapter 6
-shows this; DDPM needs a much smaller λ (0.01 trained normally in our runs).
+With DDPM's ε-prediction, x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t multiplies the network's error by up to 1/√ᾱ_T (over a
+hundred for the linear schedule): at λ = 1 the unweighted spectral term's gradient is dominated by the noisiest
+steps. Chapter 6 shows what that does to a DDPM network at the cpu profile, and what a much smaller λ does.
 """
 
 from __future__ import annotations
@@ -218,8 +217,8 @@ REGISTRY: dict[str, dict[str, ExperimentConfig]] = {
         ),
         # The prototype's budget (see /work/shared/paper.md): 800 steps at batch 64, λ = 1, 50 sampling steps.
         # The UNet is the "tiny" preset with 8 base channels and multipliers (1, 2, 4): 0.16 M parameters, a fifth
-        # of the preset's compute (our choice, so that one run takes about 2 minutes on 2 cores and the five runs of
-        # chapter 5 about 10). With 16 base channels (0.64 M) the baseline's boards were already nearly ideal after
+        # of the preset's compute (our choice, so that one run takes minutes on 2 cores; chapter 5's time line
+        # gives the measured time). With 16 base channels (0.64 M) the baseline's boards were already nearly ideal after
         # 800 steps and the regularizers had little left to show; with 8 the baseline smears and the effect is plain.
         # EDM (see the module docstring); lr 2e-3 with 50 warm-up steps: our choice, because at 800 steps a small
         # UNet needs a large step size.

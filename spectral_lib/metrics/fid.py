@@ -200,11 +200,7 @@ class RandomConvFeatures(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_signal(x, "x", ranks=(4,))
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if x.shape[1] != 3:
-            raise ValueError(f"x must have 1 or 3 channels, got {x.shape[1]}")
+        x = _as_rgb(x)
         feats = []
         h = x.float()
         for conv in self.convs:
@@ -246,6 +242,16 @@ _NO_INCEPTION = (
 )
 
 
+def _as_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Checked images ``(B, 1 or 3, H, W)`` as RGB (grayscale repeated), for both feature extractors."""
+    check_signal(x, "x", ranks=(4,))
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[1] != 3:
+        raise ValueError(f"x must have 1 or 3 channels, got {x.shape[1]}")
+    return x
+
+
 def quantize_like_edm(x: torch.Tensor) -> torch.Tensor:
     """Images in ``[-1, 1]`` -> ``uint8`` as EDM's ``generate.py`` saves them: ``(x * 127.5 + 128).clip(0, 255)``
     truncated (so ``x = -1`` gives 0.5 -> 0, ``x = 1`` gives 255.5 -> 255, and a value halfway rounds up)."""
@@ -281,10 +287,7 @@ class InceptionFeatures(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_signal(x, "x", ranks=(4,))
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        u8 = quantize_like_edm(x)
+        u8 = quantize_like_edm(_as_rgb(x))
         return self.net(u8)[0]
 
 

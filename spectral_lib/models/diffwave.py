@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spectral_lib._checks import check_choice, check_signal
+from spectral_lib._checks import check_choice, check_noise_cond, check_signal
 
 __all__ = ["DiffWaveConfig", "DiffWave", "DIFFWAVE_PRESETS", "diffwave_preset", "step_embedding_table"]
 
@@ -242,14 +242,7 @@ class DiffWave(nn.Module):
         check_signal(x, "x", ranks=(3,), finite=False)
         if x.shape[1] != 1:
             raise ValueError(f"x must be mono audio (B, 1, T), got shape {tuple(x.shape)}")
-        if not isinstance(noise_cond, torch.Tensor):
-            noise_cond = torch.as_tensor(noise_cond, device=x.device)
-        if noise_cond.dim() == 0:
-            noise_cond = noise_cond.expand(x.shape[0])
-        if noise_cond.shape != (x.shape[0],):
-            raise ValueError(
-                f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}"
-            )
+        noise_cond = check_noise_cond(noise_cond, x)
         if bool(((noise_cond < 0) | (noise_cond > cfg.num_steps - 1)).any()):
             raise ValueError(
                 f"noise_cond must be diffusion steps in [0, {cfg.num_steps - 1}] (num_steps={cfg.num_steps}), got "

@@ -27,7 +27,7 @@ labelled cell runs ``git clone https://github.com/NVlabs/edm`` at run time and p
 is given: one of the official URLs (downloaded over HTTPS from NVIDIA's CDN into the cache folder, atomically) or
 a file the user names. NVIDIA publishes no checksums for these files, so none is verified. Never point it at a
 pickle you do not trust. A config naming a pickle is not enough to load it: building the network from a config
-(:func:`~spectral_lib.experiments.train.build_model`) needs ``trust_pickle=True`` at the call, and sampling a run
+(:func:`~spectral_lib.experiments.components.build_model`) needs ``trust_pickle=True`` at the call, and sampling a run
 folder (:func:`~spectral_lib.experiments.run.sample_run`, ``--trust-pickle``) never puts the ``edm_repo`` named in
 its ``config.json`` on ``sys.path`` (see SECURITY.md).
 """

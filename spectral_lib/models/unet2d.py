@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spectral_lib._checks import check_choice, check_signal
+from spectral_lib._checks import check_choice, check_noise_cond, check_signal
 
 __all__ = [
     "UNet2DConfig",
@@ -315,15 +315,7 @@ class UNet2D(nn.Module):
                 f"x's height and width must be multiples of {m} (2 ** (len(channel_mults) - 1) for "
                 f"{len(cfg.channel_mults)} levels), got {tuple(x.shape[-2:])}"
             )
-        if not isinstance(noise_cond, torch.Tensor):
-            noise_cond = torch.as_tensor(noise_cond, device=x.device)
-        if noise_cond.dim() == 0:
-            noise_cond = noise_cond.expand(x.shape[0])
-        if noise_cond.shape != (x.shape[0],):
-            raise ValueError(
-                f"noise_cond must have shape ({x.shape[0]},) or be a scalar, got {tuple(noise_cond.shape)}"
-            )
-        return noise_cond
+        return check_noise_cond(noise_cond, x)
 
     def forward(self, x: torch.Tensor, noise_cond: torch.Tensor) -> torch.Tensor:
         noise_cond = self._check_inputs(x, noise_cond)

@@ -14,6 +14,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from spectral_lib.bench.steps import OVERHEAD_TARGETS
 from spectral_lib.plotting.core import BookFigure
 
 __all__ = ["label", "overhead", "per_pixel", "overhead_table", "paths_table"]
@@ -58,9 +59,11 @@ def _plot_sweep(ax, rows: Rows, key: str, share: bool) -> None:
     ax.axhline(0, color="0.5", lw=0.8)
 
 
-def overhead(rows: Rows, *, batch_size: int, sweep_size: int, where: str, target: float | None = 0.10) -> Figure:
+def overhead(rows: Rows, *, batch_size: int, sweep_size: int, where: str,
+             target: float | None = OVERHEAD_TARGETS["cpu"]) -> Figure:
     """2 x 2 panels: top, the extra step time in % (median and quartiles of the paired ratios) against the image
-    side (batch ``batch_size``) and the batch size (side ``sweep_size``); bottom, the term's share of the step."""
+    side (batch ``batch_size``) and the batch size (side ``sweep_size``); bottom, the term's share of the step.
+    ``target``: a dashed line at our CPU target (``None``: none)."""
     size_rows, batch_rows = _sweeps(rows, batch_size, sweep_size)
     fig = BookFigure(figsize=(12, 8.5), layout="constrained")
     axes = fig.subplots(2, 2)

@@ -1,7 +1,7 @@
 """Multi-level discrete wavelet transform and the wavelet subband loss (paper Eq. 16), 1-D and 2-D.
 
 The transform runs over the last dimension of ``(B, C, T)`` audio and the last two of ``(B, C, H, W)`` images, with
-PyWavelets' coefficients: as PyWavelets' own analysis matrices for signals up to :data:`DENSE_MAX_SIZE` samples a
+PyWavelets' coefficients: as PyWavelets' own analysis matrices for signals up to :func:`dense_max_size` samples a
 side (see "Speed" below), and as ``ptwt.wavedec`` / ``ptwt.wavedec2`` (differentiable, GPU-capable, tested against
 PyWavelets) for longer ones. Both use PyWavelets' filters (so ``"bior1.3"`` is PyWavelets' bior1.3; the paper's
 appendix prints different taps, see the book). The boundary ``mode`` is always passed to ptwt explicitly: ptwt's and
@@ -19,12 +19,14 @@ Speed
 -----
 One DWT level along one axis is a linear map, padding included: ``[low | high] = x @ M`` with ``M`` the
 ``(n, 2 m)`` analysis matrix of the wavelet, the boundary mode and the length ``n``. For signals up to
-:data:`DENSE_MAX_SIZE` samples a side the transform runs as these matrix products (two per level in 2-D, rows then
-columns; ``M`` is built once per size by PyWavelets itself, from the identity, and cached). On a CPU this is
-faster (CPU time, forward + backward) than ptwt's strided convolutions at 16-64 pixels, most for bior1.3: the
-convolution backward of small single-channel filters is slow there. The speed-up depends on the machine and its
-load; ``python -m spectral_lib.bench.implementations --kinds wavelet`` prints it (``book/10_cost.ipynb`` shows the
-same comparison). Longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
+:func:`dense_max_size` samples a side (a limit per wavelet family: :data:`DENSE_MAX_SIZES`, at most
+:data:`DENSE_MAX_SIZE`) the transform runs as these matrix products (two per level in 2-D, rows then columns; ``M``
+is built once per size by PyWavelets itself, from the identity, and cached). The matrix work per sample grows with
+``n`` while a convolution's does not, so each family's limit is where the two paths cost about the same in
+``python -m spectral_lib.bench.implementations --kinds wavelet --sizes ...`` (CPU time, forward + backward, one
+thread): below it the matrices are faster, most for bior1.3, whose convolution backward with small single-channel
+filters is slow on a CPU. The speed-up depends on the machine and its load; that command prints it
+(``book/10_cost.ipynb`` shows the same comparison at its sizes). Longer signals (audio) go through ptwt. Both paths are tested against PyWavelets. The loss
 transforms ``pred - target`` once instead of both signals (the DWT is linear, so the band differences are the bands
 of the difference).
 """
@@ -56,6 +58,8 @@ from .fourier import (
 __all__ = [
     "WAVELET_MODES",
     "DENSE_MAX_SIZE",
+    "DENSE_MAX_SIZES",
+    "dense_max_size",
     "ORIENTATIONS_2D",
     "WaveletBand",
     "wavelet_max_level",
@@ -68,11 +72,13 @@ __all__ = [
 #: (edge value repeated), ``"periodic"``, ``"symmetric"`` (PyWavelets' default).
 WAVELET_MODES: tuple[str, ...] = ("reflect", "zero", "constant", "periodic", "symmetric")
 ORIENTATIONS_2D: tuple[str, ...] = ("horizontal", "vertical", "diagonal")
-#: Signals whose every side is at most this many samples are transformed with dense analysis matrices (module
-#: docstring, "Speed"); larger ones with ptwt. Our choice: the ``O(n)`` matrix work per sample loses to the
-#: ``O(filter length)`` convolution as ``n`` grows; ``python -m spectral_lib.bench.implementations --kinds wavelet``
-#: times both at this limit (on one CPU thread: about even for bior1.3, while Haar's convolutions were faster there).
+#: The longest side (samples) that any wavelet transforms with dense analysis matrices (module docstring, "Speed");
+#: longer signals go through ptwt. Setting it to 0 sends every signal through ptwt. Our choice: bior1.3's limit
+#: (families without an entry in :data:`DENSE_MAX_SIZES` use it), where the bench found the two paths about even.
 DENSE_MAX_SIZE = 256
+#: Lower limits for some wavelet families (PyWavelets' ``short_family_name``): Haar's two-tap convolutions catch up
+#: with the matrices sooner, about at 128 pixels in the bench (``--kinds wavelet --sizes 64 128 192 256``).
+DENSE_MAX_SIZES: dict[str, int] = {"haar": 128}
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,14 @@ def _as_wavelet(wavelet: str | pywt.Wavelet) -> pywt.Wavelet:
             "(see pywt.wavelist(kind='discrete')) or a pywt.Wavelet"
         )
     return pywt.Wavelet(wavelet)
+
+
+def dense_max_size(wavelet: str | pywt.Wavelet) -> int:
+    """The longest side (samples) that ``wavelet`` transforms with dense matrices: its family's entry of
+    :data:`DENSE_MAX_SIZES` (``short_family_name``: ``"haar"``, ``"bior"``, ``"db"``, ...), never above
+    :data:`DENSE_MAX_SIZE`."""
+    family = _as_wavelet(wavelet).short_family_name
+    return min(DENSE_MAX_SIZE, DENSE_MAX_SIZES.get(family, DENSE_MAX_SIZE))
 
 
 def wavelet_max_level(size: int, wavelet: str | pywt.Wavelet = "haar") -> int:
@@ -190,7 +204,7 @@ def _decompose_dense(x: Tensor, wavelet: pywt.Wavelet, levels: int, mode: str) -
 def _decompose(x: Tensor, wavelet: pywt.Wavelet, levels: int, mode: str) -> list[WaveletBand]:
     """DWT of a validated float32/float64 tensor, autocast off (dense matrices for small signals, else ptwt)."""
     with autocast_disabled(x.device):
-        if max(x.shape[2:]) <= DENSE_MAX_SIZE:
+        if max(x.shape[2:]) <= dense_max_size(wavelet):
             return _decompose_dense(x, wavelet, levels, mode)
         if x.dim() == 3:
             coeffs = ptwt.wavedec(x, wavelet, mode=mode, level=levels, axis=-1)
