@@ -227,15 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[execute] {nb}: {seconds:.1f} s", flush=True)
         return nb, seconds
 
+    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(run, notebooks))
+    wall = time.perf_counter() - start
     total = sum(s for _, s in results)
-    print(f"[execute] {len(results)} notebook(s), profile={args.profile}, {total:.1f} s of notebook time")
+    print(f"[execute] {len(results)} notebook(s), profile={args.profile}, {total:.1f} s of notebook time, "
+          f"{wall:.1f} s wall clock")
     for nb, seconds in results:
         print(f"  {seconds:8.1f} s  {nb}")
     if not args.only:  # a whole run: its times become the book's timings table (results/timings/)
         path = book_timings.record(args.profile, {str(nb): s for nb, s in results}, retrain=args.retrain,
-                                   jobs=args.jobs)
+                                   jobs=args.jobs, wall_s=wall)
         print(f"[execute] timings recorded in {path}; `make html` renders them into the pages")
     return 0
 

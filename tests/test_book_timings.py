@@ -27,6 +27,14 @@ def test_record_writes_every_notebook_and_load_reads_it_back(tmp_path):
     value = book_timings.load("cpu", tmp_path)
     assert value["notebooks"] == {"book/a.ipynb": 7.9, "book/b.ipynb": 125.0} and value["total_s"] == 132.9
     assert value["hardware"] == INFO["hardware"] and value["retrain"] is False
+    assert value["wall_s"] == 132.9  # one notebook at a time: the wall clock is the sum
+    parallel = book_timings.record("smoke", {"book/a.ipynb": 60.0, "book/b.ipynb": 50.0}, jobs=2, wall_s=70.04,
+                                   root=tmp_path, info=INFO)
+    assert json.loads(parallel.read_text())["wall_s"] == 70.0
+    table = book_timings.chapters_table(results=tmp_path)
+    assert "| **wall clock** (what you wait) | 70 s | 2.2 min |" in table, table
+    with pytest.raises(ValueError, match="wall_s"):
+        book_timings.record("cpu", {"book/a.ipynb": 1.0}, wall_s=float("nan"), root=tmp_path, info=INFO)
     assert book_timings.record("cpu", {"book/a.ipynb": 1.0}, retrain=True, root=tmp_path, info=INFO).name == \
         "cpu-retrain.json"
     assert book_timings.load("gpu", tmp_path) is None
