@@ -44,6 +44,30 @@ BOOK_DIRS = ("_static",)
 REMOVED_ON_PAGE = ("injected-parameters", "parameters", "colab-setup")
 """Cell tags whose cells the rendered page leaves out (``remove-cell`` is added after execution)."""
 RETRAIN_ENV = "SPECTRAL_RETRAIN"
+RUN_AFTER = {"book/06_ablation.ipynb": "book/05_checkerboard.ipynb"}
+"""Notebook -> the notebook it must follow in the same worker: chapter 6 reuses chapter 5's run folders and ships
+into chapter 5's results, so the two never run side by side (``--jobs 2`` once had them write the same entry)."""
+RUN_ALONE = ("book/10_cost.ipynb",)
+"""Notebooks that measure time (chapter 10's overhead ratios): executed after every other one, with nothing beside."""
+
+
+def schedule(notebooks: list[Path]) -> tuple[list[list[Path]], list[Path]]:
+    """Split ``notebooks`` (toc order) into chains for the worker pool (a chain runs in order in one worker, see
+    :data:`RUN_AFTER`) and the notebooks of :data:`RUN_ALONE`, executed one by one after the pool."""
+    alone = [nb for nb in notebooks if nb.as_posix() in RUN_ALONE]
+    chains: list[list[Path]] = []
+    where: dict[str, list[Path]] = {}
+    for nb in notebooks:
+        if nb in alone:
+            continue
+        before = RUN_AFTER.get(nb.as_posix())
+        chain = where.get(before) if before else None
+        if chain is None:
+            chain = []
+            chains.append(chain)
+        chain.append(nb)
+        where[nb.as_posix()] = chain
+    return chains, alone
 
 
 def toc_entries(root: Path = ROOT) -> list[str]:
@@ -213,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"[execute] sources copied to {out}; no notebook executed")
         return 0
-    if args.jobs > 1:
+    capped = args.jobs > 1 and "OMP_NUM_THREADS" not in os.environ
+    if capped:
         # A static cap per kernel; inside it, spectral_lib.device.adapt_threads shares the cores among the kernels
         # that are training at the moment (and with anything else on the machine that uses the library).
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // args.jobs)))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, _cores() // args.jobs))
     if args.retrain:
         os.environ[RETRAIN_ENV] = "1"
 
@@ -227,9 +252,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[execute] {nb}: {seconds:.1f} s", flush=True)
         return nb, seconds
 
+    def run_chain(chain: list[Path]) -> list[tuple[Path, float]]:
+        return [run(nb) for nb in chain]
+
+    chains, alone = schedule(notebooks)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(run, notebooks))
+        futures = [pool.submit(run_chain, chain) for chain in chains]
+        done = [f.result() for f in futures]  # the first failure is raised after every chain has finished
+    if capped:  # the notebooks that run alone get every core again
+        os.environ.pop("OMP_NUM_THREADS", None)
+    done.extend([run(nb)] for nb in alone)
+    order = {nb: i for i, nb in enumerate(notebooks)}
+    results = sorted((item for chain in done for item in chain), key=lambda item: order[item[0]])
     wall = time.perf_counter() - start
     total = sum(s for _, s in results)
     print(f"[execute] {len(results)} notebook(s), profile={args.profile}, {total:.1f} s of notebook time, "
