@@ -140,3 +140,19 @@ def test_the_ninety_minute_path_fits_its_slots():
         needed = sum(recorded["notebooks"][f"book/{nb}.ipynb"] for nb in notebooks)
         assert needed <= 0.5 * (end - start) * 60, (
             f"{line}\nruns {notebooks} in {needed:.0f} s, more than half of its {end - start}-minute slot")
+
+
+def test_schedule_keeps_chapter_6_after_chapter_5_and_chapter_10_alone():
+    """Chapter 6 ships into chapter 5's results and reuses its run folders: with --jobs 2 they must share one worker,
+    in order; chapter 10 times the regularizers and runs after every other notebook."""
+    notebooks = execute_notebooks.toc_notebooks()
+    chains, alone = execute_notebooks.schedule(notebooks)
+    assert [p.as_posix() for p in alone] == ["book/10_cost.ipynb"]
+    flat = [nb for chain in chains for nb in chain] + alone
+    assert sorted(flat) == sorted(notebooks) and len(flat) == len(notebooks)  # each notebook exactly once
+    for after, before in execute_notebooks.RUN_AFTER.items():
+        chain = next(c for c in chains if Path(after) in c)
+        assert chain.index(Path(before)) < chain.index(Path(after)), chain
+    # a notebook whose predecessor is not executed (--only) starts a chain of its own
+    chains, alone = execute_notebooks.schedule([Path("book/06_ablation.ipynb")])
+    assert chains == [[Path("book/06_ablation.ipynb")]] and alone == []
