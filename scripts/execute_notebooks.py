@@ -252,20 +252,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[execute] {nb}: {seconds:.1f} s", flush=True)
         return nb, seconds
 
-    def run_chain(chain: list[Path]) -> list[tuple[Path, float]]:
-        return [run(nb) for nb in chain]
+    times: dict[Path, float] = {}
+
+    def run_chain(chain: list[Path]) -> None:
+        times.update(run(nb) for nb in chain)
 
     chains, alone = schedule(notebooks)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run_chain, chain) for chain in chains]
-        done = [f.result() for f in futures]  # the first failure is raised after every chain has finished
+        for future in futures:  # the first failure is raised after every chain has finished
+            future.result()
     if capped:  # the notebooks that run alone get every core again
         os.environ.pop("OMP_NUM_THREADS", None)
-    done.extend([run(nb)] for nb in alone)
-    order = {nb: i for i, nb in enumerate(notebooks)}
-    results = sorted((item for chain in done for item in chain), key=lambda item: order[item[0]])
+    times.update(run(nb) for nb in alone)
     wall = time.perf_counter() - start
+    results = [(nb, times[nb]) for nb in notebooks]  # toc order
     total = sum(s for _, s in results)
     print(f"[execute] {len(results)} notebook(s), profile={args.profile}, {total:.1f} s of notebook time, "
           f"{wall:.1f} s wall clock")
